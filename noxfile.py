@@ -1,0 +1,73 @@
+"""Sessions: ``nox -s cifar10_probe``, ``nox -s svhn_1000``, ``nox -s tests``, ``nox -s throughput``.
+
+Every session runs in ONE environment per machine (default ``~/.cache/dcgan-repro/venv``,
+override with ``DCGAN_REPRO_VENV``): torch is installed there once, not once per session.
+The project itself is installed editable, so the checkout you run from is the code that runs.
+Arguments after ``--`` go to the command, e.g. ``nox -s cifar10_probe -- --preset quick``.
+"""
+from __future__ import annotations
+
+import hashlib
+import os
+import sys
+from pathlib import Path
+
+import nox
+
+nox.options.default_venv_backend = "none"  # the shared environment below instead of one per session
+nox.options.sessions = ["tests"]
+
+ROOT = Path(__file__).resolve().parent
+TORCH = ["torch==2.14.1", "torchvision==0.29.1"]  # the build this project is pinned to (CUDA wheels; runs on CPU)
+
+
+def _venv() -> Path:
+    default = Path.home() / ".cache" / "dcgan-repro" / f"venv-py{sys.version_info.major}.{sys.version_info.minor}"
+    return Path(os.environ.get("DCGAN_REPRO_VENV", default))
+
+
+def _python(session: nox.Session) -> str:
+    """The shared environment's interpreter, created and brought up to date on demand."""
+    venv = _venv()
+    python = venv / "bin" / "python"
+    if not python.exists():
+        session.log(f"creating the shared environment {venv} (once per machine)")
+        session.run(sys.executable, "-m", "venv", str(venv), external=True)
+    stamp = venv / ".dcgan-repro-installed"
+    want = hashlib.sha256((ROOT / "pyproject.toml").read_bytes() + str(ROOT).encode()).hexdigest()
+    if not stamp.exists() or stamp.read_text() != want:
+        pip = [str(python), "-m", "pip", "install", "--disable-pip-version-check", "-q"]
+        has_torch = session.run(str(python), "-c", "import torch", external=True, success_codes=[0, 1],
+                                silent=True, log=False) is True
+        if not has_torch:
+            session.log("installing torch (once per machine)")
+            session.run(*pip, *TORCH, external=True)
+        session.run(*pip, "-e", f"{ROOT}[dev]", external=True)
+        stamp.write_text(want)
+    return str(python)
+
+
+@nox.session
+def tests(session: nox.Session) -> None:
+    """The test suite (CPU, minutes), including the quick-preset regression run on real data."""
+    python = _python(session)
+    session.run(python, "-m", "pytest", *(session.posargs or ["-q"]), external=True)
+
+
+@nox.session
+def cifar10_probe(session: nox.Session) -> None:
+    """CIFAR-10 probe (Table 1). Default data: data/cifar10; see README for --data/--preset."""
+    session.run(_python(session), "-m", "benchmarks.cifar10_probe", *session.posargs, external=True)
+
+
+@nox.session
+def svhn_1000(session: nox.Session) -> None:
+    """SVHN 1,000-label protocol (Table 2). Needs the official .mat files (see README)."""
+    session.run(_python(session), "-m", "benchmarks.svhn_1000", *session.posargs, external=True)
+
+
+@nox.session
+def throughput(session: nox.Session) -> None:
+    """GPU throughput suite; on a CPU a small correctness check that writes nothing."""
+    python = _python(session)
+    session.run(python, "-m", "benchmarks.throughput", *session.posargs, external=True)
