@@ -10,7 +10,7 @@ from typing import Any, Callable, Protocol, Sequence
 
 import torch
 
-from benchmarks import svm
+from benchmarks import knn, svm
 
 
 # ---------------------------------------------------------------- splits and draws
@@ -102,10 +102,19 @@ class L2SVMClassifier:
 class KNNClassifier:
     name, hyper = "KNN", "k"
 
-    def sweep(self, x, y, grid):
-        from benchmarks import knn
+    def __init__(self, n_classes: int) -> None:
+        self.n_classes = n_classes
 
-        return {k: (lambda q, k=k: knn.knn_predict(x, y, q, k)) for k in grid}
+    def sweep(self, x, y, grid):
+        """Predictors for every k from ONE neighbour search per query set (cached on the query)."""
+        k_max, cache = max(grid), {}
+
+        def neighbours(q: torch.Tensor) -> torch.Tensor:
+            if cache.get("query") is not q:
+                cache.update(query=q, labels=y[knn.nearest(x, q, k_max)])
+            return cache["labels"]
+
+        return {k: (lambda q, k=k: knn.vote(neighbours(q)[:, :k], self.n_classes)) for k in grid}
 
 
 def accuracy(pred: torch.Tensor, y: torch.Tensor) -> float:
@@ -136,7 +145,8 @@ def full_data_eval(clf: Classifier, x: torch.Tensor, y: torch.Tensor, x_test: to
     dev = x.device
     vi, fi = val_idx.to(dev), fit_idx.to(dev)
     predictors = clf.sweep(x[fi], y[fi], grid)
-    val_scores = {h: accuracy(p(x[vi]), y[vi]) for h, p in predictors.items()}
+    x_val, y_val = x[vi], y[vi]
+    val_scores = {h: accuracy(p(x_val), y_val) for h, p in predictors.items()}
     chosen = _choose(val_scores)
     test_pred = clf.sweep(x, y, [chosen])[chosen](x_test)
     return Evaluation("full", chosen, val_scores, accuracy(test_pred, y_test), n_train=len(x))
@@ -151,13 +161,13 @@ def label_draws_eval(clf: Classifier, x: torch.Tensor, y: torch.Tensor, x_test: 
     (the authors' SVHN procedure); test accuracy is then mean ± std over the draws.
     """
     dev = x.device
-    vi = val_idx.to(dev)
+    x_val, y_val = x[val_idx.to(dev)], y[val_idx.to(dev)]
     per_draw = []
     for i in range(n_draws):
         draw_seed = seed * 1000 + i
         idx = draw_per_class(y.cpu(), pool_idx, per_class, draw_seed).to(dev)
         predictors = clf.sweep(x[idx], y[idx], grid)
-        per_draw.append((draw_seed, predictors, {h: accuracy(p(x[vi]), y[vi]) for h, p in predictors.items()}))
+        per_draw.append((draw_seed, predictors, {h: accuracy(p(x_val), y_val) for h, p in predictors.items()}))
     val_scores = {h: sum(d[2][h] for d in per_draw) / n_draws for h in grid}
     chosen = _choose(val_scores)
     tests = [accuracy(predictors[chosen](x_test), y_test) for _, predictors, _ in per_draw]

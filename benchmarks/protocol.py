@@ -125,7 +125,7 @@ def _load_splits(spec: str, splits: tuple[str, ...], dataset: str, download: boo
 
 # ------------------------------------------------------------------ one (extractor, classifier) row
 def _classifier(kind: str, n_classes: int) -> probe.Classifier:
-    return probe.L2SVMClassifier(n_classes) if kind == "svm" else probe.KNNClassifier()
+    return probe.L2SVMClassifier(n_classes) if kind == "svm" else probe.KNNClassifier(n_classes)
 
 
 def _grid(kind: str, preset: Preset) -> tuple:

@@ -41,7 +41,7 @@ import tempfile
 import time
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any, Callable, Iterator, Sequence
+from typing import TYPE_CHECKING, Any, Callable, Iterator, Sequence
 
 import torch
 import torch.nn.functional as F
@@ -53,6 +53,9 @@ from dcgan_ref.features import pooled_features
 from dcgan_ref.models import Discriminator, Generator, build_gan, feature_dim, get_architecture
 from dcgan_ref.tracking import device_name as describe_device
 from dcgan_ref.train import make_step, set_determinism
+
+if TYPE_CHECKING:
+    from baselines.kmeans import KMeansExtractor
 
 ARCHS = ("imagenet32", "svhn32", "dcgan64")
 PROTOCOL = "throughput"
@@ -102,12 +105,12 @@ class Sizes:
 
 GPU_SIZES = Sizes(batches=(128, 1024), calls=50, warmup=10, repeats=5, extract_batches=20,
                   naive_calls=50, naive_warmup=10, kmeans_k=1600, kmeans_batches=(64, 512),
-                  kmeans_fit_patches=50_000, kmeans_fit_iters=10, svm_rows=50_000, svm_dim=28_672, svm_sklearn_rows=10_000,
-                  svm_C=1e-3, profile_steps=20)
+                  kmeans_fit_patches=50_000, kmeans_fit_iters=10,
+                  svm_rows=50_000, svm_dim=28_672, svm_sklearn_rows=10_000, svm_C=1e-3, profile_steps=20)
 CPU_SIZES = Sizes(batches=(4, 8), calls=2, warmup=1, repeats=2, extract_batches=2,
                   naive_calls=2, naive_warmup=1, kmeans_k=1600, kmeans_batches=(8,),
-                  kmeans_fit_patches=2_000, kmeans_fit_iters=1, svm_rows=256, svm_dim=2048, svm_sklearn_rows=128,
-                  svm_C=1e-3, profile_steps=1)
+                  kmeans_fit_patches=2_000, kmeans_fit_iters=1,
+                  svm_rows=256, svm_dim=2048, svm_sklearn_rows=128, svm_C=1e-3, profile_steps=1)
 
 
 @dataclass(frozen=True)
@@ -183,10 +186,6 @@ class Figure:
     @property
     def value(self) -> float:
         return statistics.median(self.values)
-
-    @property
-    def std(self) -> float | None:
-        return statistics.stdev(self.values) if len(self.values) > 1 else None
 
     @property
     def stem(self) -> str:
@@ -287,28 +286,30 @@ def random_images(n: int, size: int, device: torch.device, seed: int = 0) -> tor
     return torch.randint(0, 256, (n, 3, size, size), dtype=torch.uint8, device=device, generator=gen)
 
 
-def train_loop(arch_name: str, batch: int, settings: StepSettings, device: torch.device,
-               n_images: int | None = None) -> Callable[[], None]:
-    """One call = one training step as ``train`` runs it: draw a batch and z, step, accumulate
-    the losses on the device (no host sync)."""
-    arch = get_architecture(arch_name)
-    _, _, step = build_step(arch_name, settings, device)
-    data = ResidentBatches(random_images(n_images or 8 * batch, arch.image_size, device), batch,
-                           channels_last=settings.channels_last)
-    z_gen = torch.Generator(device).manual_seed(1)
-    loss_sum = torch.zeros(2, device=device)
+class TrainLoop:
+    """One call = one training step as ``train`` runs it: draw a batch and z, step, add the
+    losses to ``loss_sum`` on the device (no host sync)."""
 
-    def call() -> None:
-        loss_sum.add_(step(data.next(), arch.sample_z(batch, device, z_gen)))
+    def __init__(self, arch_name: str, batch: int, settings: StepSettings, device: torch.device,
+                 n_images: int | None = None) -> None:
+        self.arch, self.batch, self.device = get_architecture(arch_name), batch, device
+        _, _, self.step = build_step(arch_name, settings, device)
+        self.data = ResidentBatches(random_images(n_images or 8 * batch, self.arch.image_size, device), batch,
+                                    channels_last=settings.channels_last)
+        self.z_gen = torch.Generator(device).manual_seed(1)
+        self.loss_sum = torch.zeros(2, device=device)
 
-    return call
+    def __call__(self) -> None:
+        self.loss_sum.add_(self.step(self.data.next(), self.arch.sample_z(self.batch, self.device, self.z_gen)))
 
 
 def measure_train(arch_name: str, batch: int, settings: StepSettings, device: torch.device, sizes: Sizes,
                   *, metric: str = "train_img_per_s", flops: int | None = None) -> Figure:
     """Training-step throughput of one architecture, batch and step setting."""
-    call = train_loop(arch_name, batch, settings, device)
-    times = time_calls(call, device=device, calls=sizes.calls, warmup=sizes.warmup, repeats=sizes.repeats)
+    loop = TrainLoop(arch_name, batch, settings, device)
+    times = time_calls(loop, device=device, calls=sizes.calls, warmup=sizes.warmup, repeats=sizes.repeats)
+    if not bool(torch.isfinite(loop.loss_sum).all()):
+        raise RuntimeError(f"{arch_name} batch {batch} ({settings.describe()}): non-finite losses while timing")
     return rate_figure(metric, times, batch, extractor=arch_name, batch=batch, flops=flops,
                        wall_s=sum(times) * sizes.calls, notes=settings.describe())
 
@@ -355,28 +356,35 @@ def _folder_image_size(folder: Path) -> int:
         return im.size[0]
 
 
-def _forever(loader: torch.utils.data.DataLoader) -> Iterator[torch.Tensor]:
+def endless(loader: torch.utils.data.DataLoader) -> Iterator[torch.Tensor]:
+    """The loader's image batches, epoch after epoch."""
     while True:
         for images, _ in loader:
             yield images
 
 
-def measure_naive_train(arch_name: str, batch: int, folder: Path, device: torch.device, sizes: Sizes, *,
-                        workers: int = 4, flops: int | None = None, source: str = "", data_sha256: str = "") -> Figure:
-    """Training throughput of the tutorial loop over an image folder (loader start-up is in the warm-up)."""
+def naive_loop(arch_name: str, batch: int, folder: Path, device: torch.device,
+               workers: int = 4) -> Callable[[], tuple[float, float]]:
+    """One call = one tutorial training step: next loader batch to the device, step, losses read back."""
     arch = get_architecture(arch_name)
-    workers = min(workers, os.cpu_count() or 1)
     g, d = build_gan(arch_name, 0)
     g, d = g.to(device), d.to(device)
     opt_g = torch.optim.Adam(g.parameters(), 2e-4, betas=(0.5, 0.999))
     opt_d = torch.optim.Adam(d.parameters(), 2e-4, betas=(0.5, 0.999))
     step = make_naive_step(g, d, opt_g, opt_d)
-    batches = _forever(naive_loader(folder, arch.image_size, batch, workers))
+    batches = endless(naive_loader(folder, arch.image_size, batch, workers))
 
-    def call() -> None:
-        real = next(batches).to(device)
-        step(real, arch.sample_z(batch, device))
+    def call() -> tuple[float, float]:
+        return step(next(batches).to(device), arch.sample_z(batch, device))
 
+    return call
+
+
+def measure_naive_train(arch_name: str, batch: int, folder: Path, device: torch.device, sizes: Sizes, *,
+                        workers: int = 4, flops: int | None = None, source: str = "", data_sha256: str = "") -> Figure:
+    """Training throughput of the tutorial loop over an image folder (loader start-up is in the warm-up)."""
+    workers = min(workers, os.cpu_count() or 1)
+    call = naive_loop(arch_name, batch, folder, device, workers)
     times = time_calls(call, device=device, calls=sizes.naive_calls, warmup=sizes.naive_warmup, repeats=sizes.repeats)
     return rate_figure("naive_train_img_per_s", times, batch, extractor=arch_name, batch=batch, flops=flops,
                        wall_s=sum(times) * sizes.naive_calls, data_sha256=data_sha256,
@@ -422,9 +430,8 @@ def _write_synthetic_folder(root: Path, n: int, size: int, n_classes: int = 10) 
 
 
 # ----------------------------------------------------------------------------- sampling, extraction
-def measure_sample(arch_name: str, batch: int, settings: StepSettings, device: torch.device, sizes: Sizes,
-                   *, flops: int | None = None) -> Figure:
-    """G(z) throughput: eval mode, no grad, bf16 autocast per ``settings`` (z drawn per call)."""
+def sampler(arch_name: str, batch: int, settings: StepSettings, device: torch.device) -> Callable[[], torch.Tensor]:
+    """One call = ``batch`` samples G(z): eval mode, no grad, bf16 autocast per ``settings``."""
     arch = get_architecture(arch_name)
     g, _ = build_gan(arch_name, 0)
     g = g.to(device).eval()
@@ -433,46 +440,68 @@ def measure_sample(arch_name: str, batch: int, settings: StepSettings, device: t
     z_gen = torch.Generator(device).manual_seed(0)
 
     @torch.no_grad()
-    def call() -> None:
+    def call() -> torch.Tensor:
         with torch.autocast(device.type, dtype=torch.bfloat16, enabled=settings.bf16):
-            g(arch.sample_z(batch, device, z_gen))
+            return g(arch.sample_z(batch, device, z_gen))
 
+    return call
+
+
+def measure_sample(arch_name: str, batch: int, settings: StepSettings, device: torch.device, sizes: Sizes,
+                   *, flops: int | None = None) -> Figure:
+    """Sampling throughput (z drawn per call)."""
+    call = sampler(arch_name, batch, settings, device)
     times = time_calls(call, device=device, calls=sizes.calls, warmup=sizes.warmup, repeats=sizes.repeats)
     return rate_figure("sample_img_per_s", times, batch, extractor=arch_name, batch=batch, flops=flops,
                        wall_s=sum(times) * sizes.calls, notes=settings.describe())
 
 
-def measure_extract(arch_name: str, batch: int, settings: StepSettings, device: torch.device, sizes: Sizes,
-                    *, flops: int | None = None) -> Figure:
-    """``pooled_features`` throughput over device-resident images, ``batch`` at a time."""
+def feature_extraction(arch_name: str, batch: int, n_images: int, settings: StepSettings,
+                       device: torch.device) -> Callable[[], torch.Tensor]:
+    """One call = ``pooled_features`` of ``n_images`` device-resident images, ``batch`` at a time."""
     arch = get_architecture(arch_name)
     _, d = build_gan(arch_name, 0)
     d = d.to(device)
     if settings.channels_last:
         d = d.to(memory_format=torch.channels_last)
+    images = random_images(n_images, arch.image_size, device)
+    return lambda: pooled_features(d, images, batch_size=batch, bf16=settings.bf16)
+
+
+def measure_extract(arch_name: str, batch: int, settings: StepSettings, device: torch.device, sizes: Sizes,
+                    *, flops: int | None = None) -> Figure:
+    """Feature-extraction throughput over ``extract_batches`` batches per call."""
     n = batch * sizes.extract_batches
-    images = random_images(n, arch.image_size, device)
-
-    def call() -> None:
-        pooled_features(d, images, batch_size=batch, bf16=settings.bf16)
-
+    call = feature_extraction(arch_name, batch, n, settings, device)
     times = time_calls(call, device=device, calls=1, warmup=1, repeats=sizes.repeats)
     return rate_figure("extract_img_per_s", times, n, extractor=arch_name, batch=batch, flops=flops,
                        wall_s=sum(times), feature_dim=feature_dim(arch_name), notes=settings.describe())
 
 
-def measure_kmeans(batch: int, device: torch.device, sizes: Sizes, images: torch.Tensor | None = None) -> Figure:
-    """K-means (Coates & Ng) encoding throughput; fitted first on a few patches (untimed)."""
+def kmeans_encoder(batch: int, n_images: int, device: torch.device, sizes: Sizes,
+                   fit_images: torch.Tensor | None = None
+                   ) -> tuple[Callable[[], torch.Tensor], KMeansExtractor, float]:
+    """(call, extractor, FLOPs per image): one call = K-means features of ``n_images`` images.
+
+    The extractor is fitted first (untimed) on a few patches of ``fit_images`` (random
+    images if None); encoding cost does not depend on how good the centroids are.
+    """
     from baselines.kmeans import KMeansExtractor
 
-    n = batch * sizes.extract_batches
-    fit_images = images[:n].to(device) if images is not None else random_images(n, 32, device, seed=1)
+    fit = fit_images[:n_images].to(device) if fit_images is not None else random_images(n_images, 32, device, 1)
     ext = KMeansExtractor(k=sizes.kmeans_k, n_patches=sizes.kmeans_fit_patches, iters=sizes.kmeans_fit_iters,
                           device=device, batch_size=batch)
-    ext.fit(fit_images)
-    test = random_images(n, 32, device, seed=2)
-    flops = count_flops(lambda: ext.transform(test[:2])) / 2
-    times = time_calls(lambda: ext.transform(test), device=device, calls=1, warmup=1, repeats=sizes.repeats)
+    ext.fit(fit)
+    images = random_images(n_images, 32, device, seed=2)
+    flops = count_flops(lambda: ext.transform(images[:2])) / 2
+    return (lambda: ext.transform(images)), ext, flops
+
+
+def measure_kmeans(batch: int, device: torch.device, sizes: Sizes, images: torch.Tensor | None = None) -> Figure:
+    """K-means (Coates & Ng) encoding throughput."""
+    n = batch * sizes.extract_batches
+    call, ext, flops = kmeans_encoder(batch, n, device, sizes, images)
+    times = time_calls(call, device=device, calls=1, warmup=1, repeats=sizes.repeats)
     return rate_figure("extract_img_per_s", times, n, extractor=ext.name, batch=batch, flops=flops,
                        wall_s=sum(times), feature_dim=ext.feature_dim,
                        notes=f"fitted on {sizes.kmeans_fit_patches} patches, {sizes.kmeans_fit_iters} iterations")
@@ -493,14 +522,15 @@ def svm_features(n: int, device: torch.device, *, dim: int = 28_672, images: tor
 
     gen = torch.Generator(device).manual_seed(seed)
     if images is not None and labels is not None:
-        n = min(n, len(images))
+        # a random subset in random order, so that every slice holds every class
+        pick = torch.randperm(len(images), device=device, generator=gen)[:n]
         _, d = build_gan("imagenet32", seed)
         d = d.to(device)
-        set_population_bn_stats(d, images[: min(n, 5000)])
-        x = pooled_features(d, images[:n], batch_size=500, bf16=device.type == "cuda")
-        y, what = labels[:n].to(device), "random-init imagenet32 D features"
+        set_population_bn_stats(d, images[pick[:5000]])
+        x = pooled_features(d, images[pick], batch_size=500, bf16=device.type == "cuda")
+        y, what = labels.to(device)[pick], "random-init imagenet32 D features"
     else:
-        y = torch.randint(0, 10, (n,), device=device, generator=gen)
+        y = torch.randperm(n, device=device, generator=gen) % 10  # balanced, in random order
         means = torch.randn(10, dim, device=device, generator=gen) * 0.1
         x = torch.randn(n, dim, device=device, generator=gen).add_(means[y])
         what = "synthetic 10-class Gaussian mixture"
@@ -561,8 +591,8 @@ def profile_summary(call: Callable[[], object], device: torch.device, *, steps: 
             torch.cuda.synchronize(device)
     events = prof.events()
     lines = [f"# {title}", f"device: {describe_device(device)}; torch {torch.__version__}; {steps} steps profiled", ""]
-    launches = {name: sum(1 for e in events if e.name == name)
-                for name in ("cudaLaunchKernel", "cudaLaunchKernelExC", "cuLaunchKernel", "cudaGraphLaunch")}
+    launches = {api: sum(1 for e in events if e.name.startswith(api))  # names may carry a version suffix
+                for api in ("cudaLaunchKernel", "cuLaunchKernel", "cudaGraphLaunch")}
     launches = {k: v for k, v in launches.items() if v}
     if launches:
         lines.append("host launches per step: " + ", ".join(f"{k} {v / steps:g}" for k, v in launches.items()))
@@ -689,7 +719,7 @@ class Suite:
         arch = arch or self.archs[0]
         batch = batch or self.sizes.batches[0]
         settings = fast_settings(self.device)
-        return profile_summary(train_loop(arch, batch, settings, self.device), self.device,
+        return profile_summary(TrainLoop(arch, batch, settings, self.device), self.device,
                                steps=self.sizes.profile_steps,
                                title=f"fast training step, {arch}, batch {batch} ({settings.describe()})")
 
@@ -703,7 +733,8 @@ def _default_data() -> Path | None:
 
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m benchmarks.throughput", description=__doc__.split("\n\n")[0])
-    p.add_argument("--out-dir", default=str(RESULTS_DIR), help="where throughput.{csv,md} and the profile go (GPU only)")
+    p.add_argument("--out-dir", default=str(RESULTS_DIR),
+                   help="where throughput.{csv,md} and the profile go (GPU runs only)")
     p.add_argument("--data", help="image folder or .tar(.xz) of one for the naive path and the SVM features "
                    "(default: ../shared/data/cifar10_jpeg.tar.xz on a GPU if present; synthetic otherwise)")
     p.add_argument("--device", help="default: cuda if available, else cpu")
