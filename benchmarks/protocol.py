@@ -207,6 +207,9 @@ def evaluate_row(spec: ProtocolSpec, args, preset: Preset, data: ProtocolData, n
                 mlflow.log_params({"draw_seed": d["seed"], "per_class": per_class, clf.hyper: ev.chosen})
                 mlflow.log_metrics({"val_accuracy": d["val_accuracy"], "test_accuracy": d["test_accuracy"]})
         evaluations.append((spec.draws_metric, ev))
+        for _, e in evaluations:
+            if len(grid) > 1 and e.chosen in (min(grid), max(grid)):
+                log(f"  warning: {clf.hyper}={e.chosen:g} is at the edge of the grid {list(grid)}; widen it")
         log(f"  {per_class} labels/class x {draws} draws: {clf.hyper}={ev.chosen:g} -> test "
             f"{ev.test_accuracy:.2f} ± {ev.test_std:.2f}%")
 
