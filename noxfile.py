@@ -49,8 +49,12 @@ def _python(session: nox.Session) -> str:
 
 @nox.session
 def tests(session: nox.Session) -> None:
-    """The test suite (CPU, minutes), including the quick-preset regression run on real data."""
+    """Lint, then the test suite (CPU, a few minutes), including the real-data regression check.
+
+    The fast lane for day-to-day work: ``nox -s tests -- -m "not slow" -q``.
+    """
     python = _python(session)
+    session.run(python, "-m", "ruff", "check", str(ROOT), external=True)  # lint is part of the tests
     session.run(python, "-m", "pytest", *(session.posargs or ["-q"]), external=True)
 
 

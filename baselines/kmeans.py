@@ -33,7 +33,7 @@ from typing import Any
 
 import torch
 
-from baselines.interface import FeatureExtractor, Validator
+from baselines.registry import BuildContext, register
 
 NORM_EPS = 10.0  # added to the per-patch variance (assumes 0..255 pixel values)
 WHITEN_EPS = 0.1  # added to the covariance eigenvalues in ZCA
@@ -198,7 +198,7 @@ def quadrant_sum_pool(maps: torch.Tensor) -> torch.Tensor:
 
 
 # --------------------------------------------------------------------------- extractor
-class KMeansExtractor(FeatureExtractor):
+class KMeansExtractor:
     """Coates & Ng single-layer K-means features: ``4 k`` per image.
 
     Args:
@@ -223,7 +223,7 @@ class KMeansExtractor(FeatureExtractor):
         device: torch.device | str = "cpu",
         batch_size: int = 64,
     ) -> None:
-        super().__init__(device)
+        self.device = torch.device(device)
         for arg, value in (("k", k), ("n_patches", n_patches), ("patch", patch), ("batch_size", batch_size)):
             if value < 1:
                 raise ValueError(f"{arg} must be >= 1, got {value}")
@@ -231,7 +231,9 @@ class KMeansExtractor(FeatureExtractor):
             raise ValueError(f"iters must be >= 0, got {iters}")
         self.k, self.n_patches, self.patch, self.iters = k, n_patches, patch, iters
         self.seed, self.batch_size = seed, batch_size
-        self.name = f"kmeans-{k}"
+        self.label = f"kmeans-{k}"
+        self.learns_from_data = True
+        self.notes = ""
         self.mean_: torch.Tensor | None = None  # whitening mean M, float64 (d,)
         self.whitening_: torch.Tensor | None = None  # whitening matrix P, float64 (d, d)
         self.centroids_: torch.Tensor | None = None  # float32 (k, d), in whitened space
@@ -242,7 +244,7 @@ class KMeansExtractor(FeatureExtractor):
 
     def settings(self) -> dict[str, Any]:
         return {
-            "extractor": self.name,
+            "extractor": self.label,
             "k": self.k,
             "n_patches": self.n_patches,
             "patch": self.patch,
@@ -260,7 +262,7 @@ class KMeansExtractor(FeatureExtractor):
             "pooling": "quadrant-sum",
         }
 
-    def fit(self, images: torch.Tensor, validate: Validator | None = None) -> dict[str, Any]:
+    def fit(self, images: torch.Tensor, validate=None) -> dict[str, Any]:
         """Learn whitening and centroids from random patches of uint8 images; ``validate`` is unused."""
         check_images(images, self.patch)
         start = time.perf_counter()
@@ -298,3 +300,8 @@ class KMeansExtractor(FeatureExtractor):
             activations = triangle_encode(patches @ proj - bias, self.centroids_)
             out[start : start + len(batch)] = quadrant_sum_pool(activations.view(len(batch), rows, cols, self.k))
         return out
+
+
+@register("kmeans-<K>")
+def kmeans(ctx: BuildContext, K: int) -> KMeansExtractor:
+    return KMeansExtractor(k=K, n_patches=ctx.kmeans_patches, seed=ctx.seed, device=ctx.device)

@@ -5,15 +5,17 @@ from typing import Any
 
 import torch
 
-from baselines.interface import FeatureExtractor, Validator, to_unit_range
+from baselines.registry import BuildContext, register
+from dcgan_ref.data import to_unit_range
 
 
-class PixelExtractor(FeatureExtractor):
-    name = "pixels"
+class PixelExtractor:
+    label = "pixels"
+    learns_from_data = False
+    notes = ""
 
     def __init__(self, image_size: int = 32, device: torch.device | str = "cpu") -> None:
-        super().__init__(device)
-        self.image_size = image_size
+        self.image_size, self.device = image_size, torch.device(device)
 
     @property
     def feature_dim(self) -> int:
@@ -22,10 +24,15 @@ class PixelExtractor(FeatureExtractor):
     def settings(self) -> dict[str, Any]:
         return {"scale": "[-1, 1]", "image_size": self.image_size}
 
-    def fit(self, images: torch.Tensor, validate: Validator | None = None) -> dict[str, Any]:
+    def fit(self, images: torch.Tensor, validate=None) -> dict[str, Any]:
         return {}
 
     def transform(self, images: torch.Tensor) -> torch.Tensor:
         if tuple(images.shape[1:]) != (3, self.image_size, self.image_size):
             raise ValueError(f"expected images (N, 3, {self.image_size}, {self.image_size}), got {tuple(images.shape)}")
         return to_unit_range(images.to(self.device)).flatten(1)
+
+
+@register("pixels")
+def pixels(ctx: BuildContext) -> PixelExtractor:
+    return PixelExtractor(ctx.image_size, ctx.device)

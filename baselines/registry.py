@@ -1,94 +1,97 @@
-"""Every feature extractor by name, built the same way for every protocol.
+"""Every feature extractor by name: ``@register("pixels")`` on a factory, timm-style.
 
-``--extractor`` takes these names (comma-separated) or ``all``; ``--discriminator``
-replaces the trained DCGAN by a given D (``newmu-svhn:<dir>`` or one of our checkpoints).
+A factory takes the :class:`BuildContext` (what the protocol and preset decide) and
+returns an object satisfying :class:`baselines.interface.FeatureExtractor`.  A name may
+hold one integer parameter, ``"kmeans-<K>"``, passed to the factory by keyword.  Every
+module in this package is imported on the first lookup, so a new extractor is one new
+file with one decorated factory.
 """
 from __future__ import annotations
 
+import importlib
+import pkgutil
+import re
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any, Callable
 
 import torch
 
 from baselines.interface import FeatureExtractor
 
-EXTRACTORS = ("dcgan", "random-d", "pixels", "kmeans-<K>")
+
+@dataclass(frozen=True)
+class BuildContext:
+    """What an extractor factory may use; the protocol fills it from its preset and options."""
+
+    device: torch.device
+    seed: int
+    image_size: int
+    n_fit_images: int            # unlabelled images ``fit`` will see (sets the GAN's step count)
+    out_dir: Path                # where a trained extractor writes checkpoints and samples
+    arch: str                    # DCGAN architecture
+    gan_epochs: float
+    eval_epochs: tuple[float, ...] = ()  # GAN lengths scored on validation
+    batch_size: int = 128
+    bf16: bool = False
+    channels_last: bool = False
+    cuda_graph: bool = False
+    kmeans_patches: int = 400_000
+    bn_mode: str = "population"
+    discriminator: str | None = None     # a pretrained D (``--discriminator``)
 
 
-def all_rows(kmeans_ks: tuple[int, ...] = (1600, 4000)) -> list[tuple[str, str]]:
-    """What ``--extractor all`` runs: (extractor, classifier) pairs, one table row each."""
-    return ([("dcgan", "svm"), ("random-d", "svm"), ("pixels", "svm"), ("pixels", "knn")]
-            + [(f"kmeans-{k}", "svm") for k in kmeans_ks])
+Factory = Callable[..., FeatureExtractor]
+_FACTORIES: dict[str, Factory] = {}
+_PATTERNS: list[tuple[re.Pattern[str], str, Factory]] = []
 
 
-def _known(name: str) -> bool:
-    if name.startswith("kmeans-"):
-        return name[len("kmeans-"):].isdigit() and int(name[len("kmeans-"):]) > 0
-    return name in EXTRACTORS
+def register(name: str) -> Callable[[Factory], Factory]:
+    """Register ``factory(ctx, **params)`` under ``name`` (``"<P>"`` marks an integer parameter)."""
+    def add(factory: Factory) -> Factory:
+        if name in _FACTORIES or any(pattern == name for _, pattern, _ in _PATTERNS):
+            raise ValueError(f"extractor {name!r} is registered twice")
+        if "<" in name:
+            regex = re.escape(name)
+            for param in re.findall(r"<(\w+)>", name):
+                regex = regex.replace(re.escape(f"<{param}>"), rf"(?P<{param}>[1-9]\d*)")
+            _PATTERNS.append((re.compile(regex + r"\Z"), name, factory))
+        else:
+            _FACTORIES[name] = factory
+        return factory
+
+    return add
 
 
-def parse_extractors(spec: str, classifiers: str = "svm", kmeans_ks: tuple[int, ...] = (1600, 4000)) -> list[tuple[str, str]]:
-    """``"all"`` or ``"dcgan,pixels"`` (x ``"svm,knn"``) -> [(extractor, classifier), ...]."""
-    if spec == "all":
-        return all_rows(kmeans_ks)
-    names = [s.strip() for s in spec.split(",") if s.strip()]
-    kinds = [s.strip() for s in classifiers.split(",") if s.strip()]
-    for n in names:
-        if not _known(n):
-            raise ValueError(f"unknown extractor {n!r}; choose from {', '.join(EXTRACTORS)} or 'all'")
-    for k in kinds:
-        if k not in ("svm", "knn"):
-            raise ValueError(f"unknown classifier {k!r}; choose from svm, knn")
-    return [(n, k) for n in names for k in kinds]
+_discovered = False
 
 
-def load_discriminator(spec: str, device: torch.device):
-    """A pretrained D: ``newmu-svhn:<dir>`` (the authors' release) or a ``last.pt`` of ours.
-
-    Returns (architecture name, Discriminator, label for tables).
-    """
-    from dcgan_ref import checkpoint
-    from dcgan_ref.models import build_gan
-    from dcgan_ref.newmu import load_newmu_svhn, parse_discriminator_spec
-
-    if spec.startswith("newmu-svhn:"):
-        return "svhn32", load_newmu_svhn(parse_discriminator_spec(spec))[1].to(device), "newmu-svhn (authors' release)"
-    path = Path(spec)
-    if path.suffix == ".pt":
-        state = checkpoint.load(path)
-        arch = state["config"]["arch"]
-        d = build_gan(arch)[1]
-        d.load_state_dict(state["d"])
-        return arch, d.to(device), f"dcgan ({path})"
-    raise ValueError(f"--discriminator {spec!r}: expected newmu-svhn:<dir> or a checkpoint file last.pt")
+def _discover() -> None:
+    global _discovered
+    if not _discovered:
+        _discovered = True
+        package = Path(__file__).parent
+        for module in pkgutil.iter_modules([str(package)]):
+            importlib.import_module(f"{__package__}.{module.name}")
 
 
-def build_extractor(name: str, preset, *, device: torch.device, seed: int, n_fit_images: int,
-                    out_dir: Path, discriminator: str | None = None) -> FeatureExtractor:
-    """The extractor ``name`` configured by ``preset`` (see ``benchmarks.presets``)."""
-    from dcgan_ref.extractor import DCGANExtractor
-    from dcgan_ref.train import TrainConfig
+def available() -> list[str]:
+    _discover()
+    return sorted(_FACTORIES) + [pattern for _, pattern, _ in _PATTERNS]
 
-    if name == "dcgan" and discriminator:
-        arch, d, label = load_discriminator(discriminator, device)
-        return DCGANExtractor(arch, train_cfg=None, discriminator=d, name=label, seed=seed, bf16=preset.bf16,
-                              device=device)
-    if name == "dcgan":
-        b = preset.batch_size
-        steps = max(1, round(preset.gan_epochs * n_fit_images / b))
-        cfg = TrainConfig(arch=preset.arch, steps=steps, batch_size=b, seed=seed, bf16=preset.bf16,
-                          channels_last=preset.channels_last, cuda_graph=preset.cuda_graph,
-                          log_every=max(1, min(100, steps // 10)), ckpt_every=steps, sample_every=steps)
-        eval_steps = tuple(max(1, round(e * n_fit_images / b)) for e in preset.eval_epochs)
-        return DCGANExtractor(preset.arch, train_cfg=cfg, eval_steps=eval_steps, out_dir=out_dir / "gan",
-                              seed=seed, bf16=preset.bf16, device=device)
-    if name == "random-d":
-        return DCGANExtractor(preset.arch, train_cfg=None, name="random-d", seed=seed, bf16=preset.bf16, device=device)
-    if name == "pixels":
-        from baselines.pixels import PixelExtractor
 
-        return PixelExtractor(device=device)
-    if name.startswith("kmeans-"):
-        from baselines.kmeans import KMeansExtractor
+def resolve(name: str) -> tuple[Factory, dict[str, Any]]:
+    """The factory behind ``name`` and its parameters; ValueError for an unknown name."""
+    _discover()
+    if name in _FACTORIES:
+        return _FACTORIES[name], {}
+    for regex, _, factory in _PATTERNS:
+        match = regex.match(name)
+        if match:
+            return factory, {k: int(v) for k, v in match.groupdict().items()}
+    raise ValueError(f"unknown extractor {name!r}; choose from {', '.join(available())}")
 
-        return KMeansExtractor(k=int(name.split("-")[1]), n_patches=preset.kmeans_patches, seed=seed, device=device)
-    raise ValueError(f"unknown extractor {name!r}; choose from {', '.join(EXTRACTORS)}")
+
+def build(name: str, ctx: BuildContext) -> FeatureExtractor:
+    factory, params = resolve(name)
+    return factory(ctx, **params)

@@ -1,4 +1,4 @@
-"""The SVHN table's control: a purely supervised CNN with D's architecture (PAPER.md, Table 2).
+"""The SVHN table's control: a purely supervised CNN with D's architecture (docs/PAPER.md, Table 2).
 
 "A purely supervised CNN with the same architecture as D, trained on the same 1,000
 labels, tuned by 64 random-search trials: 28.87% validation error."  The network is D's
@@ -24,7 +24,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from baselines.interface import to_unit_range
+from dcgan_ref.data import to_unit_range
 from dcgan_ref.models import Discriminator, get_architecture, init_paper_
 
 

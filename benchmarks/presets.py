@@ -1,7 +1,9 @@
-"""Presets: ``paper`` (the full protocol), ``quick`` (minutes on a 2-core CPU), ``smoke`` (seconds).
+"""Presets: how much of a protocol to run, and with which recipe.
 
-A ``quick`` number is a check that the pipeline works, never a paper result: rows carry
-their preset everywhere they are reported.
+``paper`` is the full protocol with the paper's text recipe; ``newmu-svhn`` the authors'
+released SVHN recipe; ``faces`` the paper's faces recipe; ``quick`` minutes on a 2-core
+CPU; ``smoke`` seconds, for tests.  A ``quick`` number is a check that the pipeline
+works, never a paper result: rows carry their preset everywhere they are reported.
 """
 from __future__ import annotations
 
@@ -15,38 +17,61 @@ PAPER_C_GRID = tuple(10.0 ** (e / 2) for e in range(-12, -1))  # 1e-6 .. 1e-1, h
 # on 9k x 7k features) where the solver needs thousands of passes: the CPU grid stops below it.
 QUICK_C_GRID = tuple(10.0 ** (e / 2) for e in range(-12, -5))  # 1e-6 .. 1e-3
 
+# What ``--extractor all`` runs: (extractor, classifier) rows.
+ALL_ROWS = (("dcgan", "svm"), ("random-d", "svm"), ("pixels", "svm"), ("pixels", "knn"),
+            ("kmeans-1600", "svm"), ("kmeans-4000", "svm"))
 
-@dataclass(frozen=True)
+
+@dataclass(frozen=True, kw_only=True)
 class Preset:
     name: str
-    arch: str                    # DCGAN architecture (quick/smoke use the smaller svhn32 on CPU)
-    gan_images: int | None       # GAN training images (None: all)
-    gan_epochs: float
-    eval_epochs: tuple[float, ...]  # training lengths scored on validation; the best is kept
-    train_images: int | None     # labelled training images, class-balanced subset (None: all)
-    test_images: int | None
-    C_grid: tuple[float, ...]
+    arch: str | None = None       # DCGAN architecture; None: the protocol's own (docs/PAPER.md)
+    gan_images: int | None = None  # GAN training images (None: all)
+    gan_epochs: float = 25
+    eval_epochs: tuple[float, ...] = ()  # training lengths scored on validation; the best is kept
+    lr: float = 2e-4
+    weight_decay: float = 0.0
+    batch_size: int = 128
+    train_images: int | None = None  # labelled training images, class-balanced subset (None: all)
+    test_images: int | None = None
+    val_images: int | None = None    # validation split size (None: the protocol's own)
+    per_class: int | None = None     # labels per class in the label-scarce draws (None: the protocol's own)
+    C_grid: tuple[float, ...] = PAPER_C_GRID
     knn_grid: tuple[int, ...] = (1, 3, 5, 9, 15, 25)
-    n_draws: int = 10            # label-scarce draws
+    n_draws: int = 10                # label-scarce draws
     kmeans_patches: int = 400_000
-    kmeans_ks: tuple[int, ...] = (1600, 4000)  # the K-means rows of ``--extractor all``
-    bf16: bool = False           # the GPU fast path: bf16 autocast, channels_last, CUDA-graphed step
+    all_rows: tuple[tuple[str, str], ...] = ALL_ROWS
+    bf16: bool = False               # the GPU fast path: bf16 autocast, channels_last, CUDA-graphed step
     channels_last: bool = False
     cuda_graph: bool = False
-    batch_size: int = 128
-    val_images: int | None = None  # validation split size (None: the protocol's own)
-    per_class: int | None = None   # labels per class in the label-scarce draws (None: the protocol's own)
+    supervised_trials: int = 64      # random-search trials of the supervised control (paper: 64)
+    supervised_max_epochs: int | None = None  # cap on a trial's epochs (None: as sampled)
+    writes_results: bool = True      # smoke runs never touch results/
 
+
+_GPU_FAST = dict(bf16=True, channels_last=True, cuda_graph=True)
 
 PRESETS: dict[str, Preset] = {
     p.name: p
     for p in (
-        Preset("paper", "imagenet32", None, 25, (5, 10, 15, 20, 25), None, None, PAPER_C_GRID,
-               bf16=True, channels_last=True, cuda_graph=True),
-        Preset("quick", "svhn32", 10_000, 3, (), 10_000, 2_000, QUICK_C_GRID,
-               n_draws=3, kmeans_patches=50_000),
-        Preset("smoke", "svhn32", 256, 0.25, (), 400, 200, (1e-5, 1e-4), knn_grid=(1, 3),
-               n_draws=2, kmeans_patches=2_000, kmeans_ks=(16,), batch_size=32, val_images=100, per_class=10),
+        Preset(name="paper", eval_epochs=(5, 10, 15, 20, 25), **_GPU_FAST),
+        # The authors' released SVHN model: lr 5e-4, batch 64, Gaussian z (svhn32's), 200 epochs.
+        Preset(name="newmu-svhn", arch="svhn32", lr=5e-4, batch_size=64, gan_epochs=200,
+               eval_epochs=(25, 50, 100, 150, 200), **_GPU_FAST),
+        # The paper's faces recipe: the text's, plus weight decay 1e-5.
+        Preset(name="faces", weight_decay=1e-5, eval_epochs=(5, 10, 15, 20, 25), **_GPU_FAST),
+        Preset(name="quick", arch="svhn32", gan_images=10_000, gan_epochs=3, train_images=10_000,
+               test_images=2_000, C_grid=QUICK_C_GRID, n_draws=3, kmeans_patches=50_000, supervised_trials=4),
+        # CI's real-data regression check (tests/test_regression.py): about 2 minutes on 2 cores.
+        Preset(name="ci", arch="svhn32", gan_images=5_000, gan_epochs=3, batch_size=64, train_images=5_000,
+               test_images=2_000, C_grid=(1e-6, 1e-5, 1e-4, 1e-3), n_draws=2, kmeans_patches=20_000,
+               writes_results=False),
+        Preset(name="smoke", arch="svhn32", gan_images=256, gan_epochs=0.25, train_images=400, test_images=200,
+               C_grid=(1e-5, 1e-4), knn_grid=(1, 3), n_draws=2, kmeans_patches=2_000,
+               all_rows=tuple((n.replace("kmeans-1600", "kmeans-16"), k) for n, k in ALL_ROWS
+                              if n != "kmeans-4000"),
+               batch_size=32, val_images=100, per_class=10, supervised_trials=1, supervised_max_epochs=2,
+               writes_results=False),
     )
 }
 

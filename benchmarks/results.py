@@ -1,25 +1,28 @@
-"""Results tables: ``results/<protocol>.csv`` (long format, one row per run and metric) and
-``results/<protocol>.md`` (tabulate), always with the paper's rows beside ours.
+"""Results tables from :class:`benchmarks.row.ResultRow`s: ``results/<protocol>.csv`` (long format, one row
+per run and metric, full provenance) and ``results/<protocol>.md`` (a compact table with
+the paper's value beside ours, then the paper's rows, then the full provenance folded).
 
-Written only by runs: a new run replaces its own earlier rows (same protocol, dataset,
-extractor, classifier, GAN data, preset, metric) and leaves every other row as it was.
+Written only by runs: a new run replaces its own earlier rows (same :data:`KEY`) and
+leaves every other row as it was.
 """
 from __future__ import annotations
 
+import contextlib
+import fcntl
+import math
 import os
 import tempfile
+import time
 from pathlib import Path
 from typing import Any, Iterable
 
 import pandas as pd
+from tabulate import tabulate
 
-from benchmarks.paper import paper_rows
+from benchmarks.paper import paper_rows, paper_value
+from benchmarks.row import COLUMNS, ResultRow
+from dcgan_ref.errors import UserError
 
-COLUMNS = [
-    "source", "protocol", "dataset", "extractor", "classifier", "gan_data", "preset", "metric", "value", "std",
-    "n_draws", "feature_dim", "C", "k", "batch", "wall_s", "device", "torch", "commit", "dirty", "date", "seed",
-    "data_sha256", "mlflow_run_id", "notes",
-]
 KEY = ["source", "protocol", "dataset", "extractor", "classifier", "gan_data", "preset", "metric", "batch"]
 RESULTS_DIR = Path(__file__).resolve().parents[1] / "results"
 
@@ -29,20 +32,29 @@ def _write_atomic(path: Path, text: str) -> None:
     try:
         with os.fdopen(fd, "w") as f:
             f.write(text)
+        os.chmod(tmp, 0o644)  # mkstemp makes 0600; a table is a file like any other
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
 
 
-def merge_rows(existing: pd.DataFrame, rows: Iterable[dict[str, Any]], protocol: str) -> pd.DataFrame:
+def results_frame(rows: Iterable[ResultRow]) -> pd.DataFrame:
+    return pd.DataFrame([r.as_dict() for r in rows], columns=COLUMNS)
+
+
+def empty_frame() -> pd.DataFrame:
+    return results_frame([])
+
+
+def merge_rows(existing: pd.DataFrame, rows: Iterable[ResultRow], protocol: str) -> pd.DataFrame:
     """Existing rows minus those the new rows replace, plus the new rows and fresh paper rows."""
-    new = pd.DataFrame([{**r, "source": r.get("source", "ours")} for r in rows], columns=COLUMNS)
+    new = results_frame(rows)
     ours = existing[existing["source"] != "paper"] if len(existing) else existing
     if len(ours) and len(new):
         ours = ours[~_keys(ours).isin(set(_keys(new)))]
-    frames = [f for f in (pd.DataFrame(paper_rows(protocol), columns=COLUMNS), ours, new) if len(f)]
-    return pd.concat(frames, ignore_index=True)[COLUMNS]
+    frames = [f for f in (results_frame(paper_rows(protocol)), ours, new) if len(f)]
+    return pd.concat(frames, ignore_index=True)[COLUMNS] if frames else results_frame([])
 
 
 def _keys(df: pd.DataFrame) -> pd.Series:
@@ -55,44 +67,119 @@ def _keys(df: pd.DataFrame) -> pd.Series:
     return df[KEY].apply(lambda r: "|".join(text(v) for v in r), axis=1)
 
 
-def _fmt(value: Any, std: Any) -> str:
-    if pd.isna(value):
+def format_value(value: Any, std: Any = None) -> str:
+    """``12.34`` or ``12.34 ± 0.56``: the one rounding every log line and table uses."""
+    if value is None or pd.isna(value):
         return ""
     text = f"{value:.2f}" if isinstance(value, float) else str(value)
-    return text + (f" ± {std:.2f}" if not pd.isna(std) else "")
+    return text + (f" ± {std:.2f}" if std is not None and not pd.isna(std) else "")
+
+
+def _blank(v: Any) -> str:
+    return "" if v is None or (isinstance(v, float) and math.isnan(v)) else str(v)
+
+
+METRIC_NAMES = {"test_accuracy": "all labels", "test_accuracy_400pc": "400 labels/class",
+                "test_error_1000": "1,000 labels, test error", "val_error_1000": "1,000 labels, validation error"}
+
+
+def _compact(df: pd.DataFrame) -> str:
+    """Our rows, one per result, the paper's comparable value beside each (<= 8 columns)."""
+    lines = []
+    for r in df[df["source"] != "paper"].to_dict("records"):
+        ref = paper_value(r["protocol"], r["dataset"], r["extractor"], _blank(r["classifier"]), r["metric"])
+        what = " + ".join(x for x in (_blank(r["extractor"]), _blank(r["classifier"])) if x)
+        what += f" · {METRIC_NAMES.get(r['metric'], r['metric'])}"
+        what += f" @ batch {int(r['batch'])}" if not pd.isna(r["batch"]) else ""
+        run = ", ".join(x for x in (f"commit {_blank(r['commit'])[:7]}" if _blank(r["commit"]) else "",
+                                    f"run {_blank(r['mlflow_run_id'])[:8]}" if _blank(r["mlflow_run_id"]) else "") if x)
+        lines.append({"what": what, "data": _blank(r["dataset"]), "preset": _blank(r["preset"]),
+                      "ours": format_value(r["value"], r["std"]), "paper": format_value(ref) if ref is not None else "",
+                      "difference": f"{r['value'] - ref:+.2f}" if ref is not None else "",
+                      "device": _blank(r["device"]), "run": run})
+    if not lines:
+        return "_No rows of ours yet._\n"
+    return tabulate(lines, headers="keys", tablefmt="github", disable_numparse=True) + "\n"
+
+
+def _paper_table(df: pd.DataFrame) -> str:
+    paper = df[df["source"] == "paper"]
+    if not len(paper):
+        return ""
+    lines = [{"what": " + ".join(x for x in (r["extractor"], _blank(r["classifier"])) if x and x != "-"),
+              "metric": r["metric"], "value": format_value(r["value"], r["std"]),
+              "features": _blank(r["feature_dim"]) and str(int(r["feature_dim"])), "source": _blank(r["notes"])}
+             for r in paper.to_dict("records")]
+    return tabulate(lines, headers="keys", tablefmt="github", disable_numparse=True) + "\n"
 
 
 def render_markdown(df: pd.DataFrame, protocol: str) -> str:
-    """One line per (source, dataset, extractor, classifier, GAN data, preset); metrics as columns."""
-    from tabulate import tabulate
-
-    df = df.copy()
-    df["cell"] = [_fmt(v, s) for v, s in zip(df["value"], df["std"])]
-    row_key = ["source", "dataset", "extractor", "classifier", "gan_data", "preset", "batch"]
-    df[row_key] = df[row_key].astype(object).where(df[row_key].notna(), "").astype(str)
-    table = df.pivot_table(index=row_key, columns="metric", values="cell", aggfunc="last", sort=False)
-    first = df.groupby(row_key, sort=False).first()
-    info_cols = [c for c in ("feature_dim", "C", "k", "wall_s", "device", "commit", "date", "seed", "mlflow_run_id", "notes")
-                 if c in first and first[c].notna().any()]
-    table = table.join(first[info_cols]).reset_index()
-    if "commit" in table:
-        table["commit"] = table["commit"].astype(str).str[:10].replace("nan", "")
-    if (table["batch"] == "").all():
-        table = table.drop(columns="batch")
-    table = table.astype(object).where(table.notna(), "")
-    header = (f"# {protocol} results\n\nGenerated by the runs themselves (`benchmarks/results.py`); never edited by hand. "
-              "Accuracies and errors are percentages; `±` is the standard deviation over label draws. "
-              "`quick` rows come from the CPU check preset and are not paper results.\n\n")
-    return header + tabulate(table, headers="keys", tablefmt="github", showindex=False) + "\n"
+    full = df.astype(object).where(df.notna(), "")
+    if "commit" in full:
+        full["commit"] = full["commit"].astype(str).str[:10]
+    parts = [
+        f"# {protocol} results\n",
+        "Generated by the runs themselves (`benchmarks/results.py`); never edited by hand. Accuracies and "
+        "errors are percentages. Ours: `±` is the standard deviation over label draws (ddof 1). Paper: `±` as "
+        "published (the authors' released script printed 1.96 × the std, ddof 0). `quick` rows come from the "
+        "CPU check preset and are never paper results; `difference` is ours minus the paper's comparable row.\n",
+        _compact(df),
+    ]
+    paper = _paper_table(df)
+    if paper:
+        parts += ["## The paper's rows\n", paper]
+    parts += ["<details><summary>Full provenance (every column of the CSV)</summary>\n",
+              tabulate(full, headers="keys", tablefmt="github", showindex=False) + "\n", "</details>\n"]
+    return "\n".join(parts)
 
 
-def write_results(protocol: str, rows: list[dict[str, Any]], results_dir: str | os.PathLike | None = None) -> tuple[Path, Path]:
-    """Merge ``rows`` into ``<results_dir>/<protocol>.csv`` and re-render the ``.md``; atomic writes."""
+@contextlib.contextmanager
+def _locked(path: Path, timeout_s: float):
+    """Hold an exclusive lock on ``path`` (a lock file beside the table) while merging: two
+    runs finishing together would otherwise each read the old CSV and drop the other's rows."""
+    with open(path, "a") as handle:
+        deadline = time.monotonic() + timeout_s
+        while True:
+            try:
+                fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except BlockingIOError:
+                if time.monotonic() > deadline:
+                    raise UserError(f"another run has held {path} for over {timeout_s:g} s; if none is running, "
+                                    f"delete the lock file and run again") from None
+                time.sleep(0.05)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+def write_results(protocol: str, rows: list[ResultRow], results_dir: str | os.PathLike | None = None,
+                  lock_timeout_s: float = 120.0) -> tuple[Path, Path]:
+    """Merge ``rows`` into ``<results_dir>/<protocol>.csv`` and re-render the ``.md``: under a
+    lock, with atomic writes."""
     out = Path(results_dir) if results_dir else RESULTS_DIR
     out.mkdir(parents=True, exist_ok=True)
     csv_path, md_path = out / f"{protocol}.csv", out / f"{protocol}.md"
-    existing = pd.read_csv(csv_path) if csv_path.exists() else pd.DataFrame(columns=COLUMNS)
-    merged = merge_rows(existing, rows, protocol)
-    _write_atomic(csv_path, merged.to_csv(index=False))
-    _write_atomic(md_path, render_markdown(merged, protocol))
+    with _locked(out / f".{protocol}.lock", lock_timeout_s):
+        existing = pd.read_csv(csv_path) if csv_path.exists() else results_frame([])
+        merged = merge_rows(existing, rows, protocol)
+        _write_atomic(csv_path, merged.to_csv(index=False))
+        _write_atomic(md_path, render_markdown(merged, protocol))
     return csv_path, md_path
+
+
+def rerender(results_dir: str | os.PathLike | None = None) -> list[Path]:
+    """Re-render every ``<protocol>.md`` from its CSV (after a change of table layout; rows untouched)."""
+    out = Path(results_dir) if results_dir else RESULTS_DIR
+    written = []
+    for csv_path in sorted(out.glob("*.csv")):
+        md_path = csv_path.with_suffix(".md")
+        _write_atomic(md_path, render_markdown(merge_rows(pd.read_csv(csv_path), [], csv_path.stem), csv_path.stem))
+        written.append(md_path)
+    return written
+
+
+if __name__ == "__main__":  # python -m benchmarks.results: re-render the tables from their CSVs
+    for path in rerender():
+        print(f"rendered {path}")

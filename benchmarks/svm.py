@@ -4,33 +4,49 @@ Each class ``k`` gets the primal problem that scikit-learn's
 ``LinearSVC(penalty="l2", loss="squared_hinge", fit_intercept=True, intercept_scaling=1)``
 solves (liblinear appends a constant-1 feature, so the intercept is regularised too)::
 
-    min_{w, b}  0.5 * (||w||^2 + b^2) + C * sum_i max(0, 1 - t_i (w . x_i + b))^2
+    P(w, b) = 0.5 * (||w||^2 + b^2) + C * sum_i max(0, 1 - t_i (w . x_i + b))^2
 
 with ``t_i = +1`` for samples of class ``k`` and ``-1`` otherwise.
 
 Two backends return the same :class:`LinearSVM`:
 
-* ``"torch"`` (default): a full-batch truncated Newton method on whatever device ``X``
-  lives on, all K classes at once as a ``(D+1, K)`` matrix.  The squared hinge is
-  continuously differentiable with a piecewise-linear gradient, so Newton's method on
-  the *generalised* Hessian ``I + 2C X~^T A X~`` (``A`` = active rows) converges in a
-  few dozen outer steps (Keerthi & DeCoste 2005; liblinear's primal solver).  Newton
-  directions come from batched conjugate gradient (one Hessian-vector product = two
-  skinny GEMMs over ``X``), and each step length is the *exact* minimiser along the
-  direction, found from the cached products ``X~ w`` and ``X~ d`` without touching ``X``
-  again.  Matmuls run in float32 (TF32 is switched off for the duration of the solve);
-  objectives, norms and the line search use float64.  No diagonal preconditioner: on
-  standardised features the Hessian's diagonal is nearly constant, so it would cost a
-  squared copy of ``X`` for little gain.
-* ``"sklearn"``: the reference, ``sklearn.svm.LinearSVC`` on CPU numpy.
+``"torch"`` (default) -- full-batch, all K classes at once as one ``(K, D+1)`` matrix, on
+whatever device ``X`` lives on.  Every pass over the data is one skinny GEMM; nothing
+loops over samples and ``X`` is never copied (unless it must be cast to float32).
+The algorithm, chosen by measurement on CIFAR-10 pixels and random-ReLU features:
 
-:func:`svm_objective` evaluates the primal objective of any model, so the two backends
-can be compared on equal terms.
+* **L-BFGS** (memory 10, per class) on the primal.  The squared hinge is C^1 with a
+  piecewise-linear gradient, so quasi-Newton applies directly.  Each iteration costs two
+  passes: ``X~ d`` for the line search and ``U^T X~`` for the next gradient.
+* **Exact line search**: along ``d`` the objective is a convex piecewise quadratic in the
+  step ``t``; it is minimised to round-off from the cached products ``X~ w`` and ``X~ d``
+  (safeguarded 1-D Newton, no extra pass over ``X``).
+* **Subspace preconditioner** as L-BFGS's initial inverse Hessian: the top-r subspace of
+  ``X~^T X~`` (randomised range finder, fixed seed) carries most of the Hessian's scale
+  on image features; there ``H0`` is the exact inverse of the projected generalised
+  Hessian ``I + 2C V X~^T A_k X~ V^T`` (refreshed every few iterations), off it the
+  usual L-BFGS scaling ``s^T y / y^T y`` measured on the complement.  This cut passes
+  3-5x against plain L-BFGS; L-BFGS in turn beat a truncated Newton-CG (liblinear's
+  primal method, tried first) by 3-20x, most at large C.
+* **Continuation in C** from a cold start: solve C/10^j, ..., C/10 loosely first.  Cold
+  starts at large C otherwise jump to a tiny active set and crawl back (>10x slower).
+* **Stopping on the duality gap**: with ``alpha_i = 2C max(0, 1 - t_i f(x_i))`` (the KKT
+  map), the dual objective is available for free from the gradient, so the solver stops
+  when every class has ``(P - D) / P <= tol``: a *certificate* that the objective is
+  within ``tol`` (relative) of the optimum, whatever C is.
+* Matmuls in float32 with TF32 forced off during the solve; weights, objectives, dot
+  products and the line search in float64 (all of size ``K x D`` or ``N x K``).
+
+``"sklearn"`` -- the reference, ``sklearn.svm.LinearSVC`` on CPU numpy (float64).
+
+:func:`svm_objective` evaluates ``P`` for any model, so backends compare on equal terms.
 """
 from __future__ import annotations
 
 import contextlib
 import math
+import numbers
+import warnings
 from dataclasses import dataclass, replace
 from typing import Iterator
 
@@ -43,9 +59,9 @@ __all__ = ["LinearSVM", "fit_l2svm", "svm_objective"]
 class LinearSVM:
     """A fitted one-vs-rest linear classifier: ``scores = X @ weight.T + bias``.
 
-    ``n_iter`` (outer Newton iterations, or liblinear's iteration count), ``n_passes``
-    (GEMM passes over the data matrix; torch backend only) and ``converged`` describe
-    the solve that produced the model.
+    ``n_iter`` (L-BFGS iterations, or liblinear's), ``n_passes`` (skinny GEMM passes over
+    the data matrix; torch backend), ``converged`` and ``rel_gap`` (largest per-class
+    relative duality gap at exit; torch backend, NaN otherwise) describe the solve.
     """
 
     weight: torch.Tensor  # (K, D) float32
@@ -54,6 +70,7 @@ class LinearSVM:
     n_iter: int = 0
     n_passes: int = 0
     converged: bool = True
+    rel_gap: float = math.nan
 
     @property
     def n_classes(self) -> int:
@@ -72,7 +89,7 @@ class LinearSVM:
         return replace(self, weight=self.weight.to(device), bias=self.bias.to(device))
 
 
-# ----------------------------------------------------------------------------- checks
+# ----------------------------------------------------------------------------- helpers
 
 
 def _validate(X: torch.Tensor, y: torch.Tensor, C: float, n_classes: int | None) -> int:
@@ -88,13 +105,13 @@ def _validate(X: torch.Tensor, y: torch.Tensor, C: float, n_classes: int | None)
         )
     if X.shape[0] == 0 or X.shape[1] == 0:
         raise ValueError(f"X is empty: shape {tuple(X.shape)}")
-    if not (isinstance(C, (int, float)) and math.isfinite(C) and C > 0):
+    if isinstance(C, bool) or not isinstance(C, numbers.Real) or not math.isfinite(C) or C <= 0:
         raise ValueError(f"C must be a finite number > 0, got {C!r}")
     if y.dtype.is_floating_point or y.dtype.is_complex or y.dtype == torch.bool:
         raise ValueError(f"y must hold integer class labels 0..K-1, got dtype {y.dtype}")
     if not X.dtype.is_floating_point:
         raise ValueError(f"X must be a floating-point tensor, got dtype {X.dtype}")
-    if not bool(torch.isfinite(X).all()):
+    if not math.isfinite(float(X.sum(dtype=torch.float64))):  # exact test, no N x D temporary
         raise ValueError("X contains non-finite values (NaN or inf)")
     lo, hi = int(y.min()), int(y.max())
     if lo < 0:
@@ -112,7 +129,7 @@ def _ieee_fp32_matmul(device: torch.device) -> Iterator[None]:
     """Force full-precision float32 GEMMs on CUDA (no TF32) for the solve; restore after.
 
     Uses the ``fp32_precision`` API where it exists (torch >= 2.9): mixing it with the
-    legacy ``allow_tf32`` flag is an error in recent torch, and reading/writing only the
+    legacy ``allow_tf32`` flag raises in recent torch, while reading and writing only the
     new one is safe whichever API the caller used.
     """
     if device.type != "cuda":
@@ -120,11 +137,9 @@ def _ieee_fp32_matmul(device: torch.device) -> Iterator[None]:
         return
     matmul = torch.backends.cuda.matmul
     try:
-        old = matmul.fp32_precision
-        attr, value = "fp32_precision", "ieee"
+        old, attr, value = matmul.fp32_precision, "fp32_precision", "ieee"
     except AttributeError:  # older torch
-        old = matmul.allow_tf32
-        attr, value = "allow_tf32", False
+        old, attr, value = matmul.allow_tf32, "allow_tf32", False
     setattr(matmul, attr, value)
     try:
         yield
@@ -132,21 +147,15 @@ def _ieee_fp32_matmul(device: torch.device) -> Iterator[None]:
         setattr(matmul, attr, old)
 
 
-# ----------------------------------------------------------------------------- objective
-
-
-def _objective(W: torch.Tensor, b: torch.Tensor, margin: torch.Tensor, C: float) -> torch.Tensor:
-    """Per-class primal objective (float64) from weights and ``margin = 1 - t * score``."""
-    reg = 0.5 * (W.double().square().sum(1) + b.double().square())
-    return reg + C * margin.double().clamp_min(0).square().sum(0)
-
-
 def _targets(y: torch.Tensor, K: int, device: torch.device) -> torch.Tensor:
     """``(N, K)`` float32 matrix of +1 (own class) / -1 (rest)."""
-    y = y.to(device=device, dtype=torch.long)
-    T = torch.full((y.shape[0], K), -1.0, device=device)
-    T[torch.arange(y.shape[0], device=device), y] = 1.0
-    return T
+    own = y.to(device=device, dtype=torch.long)[:, None] == torch.arange(K, device=device)
+    return torch.where(own, 1.0, -1.0)
+
+
+def _primal(W: torch.Tensor, hinge: torch.Tensor, C: float) -> torch.Tensor:
+    """Per-class ``P`` (float64) from augmented weights (K, D+1) and ``max(0, margin)``."""
+    return 0.5 * W.double().square().sum(1) + C * hinge.double().square().sum(0)
 
 
 def svm_objective(model: LinearSVM, X: torch.Tensor, y: torch.Tensor, C: float) -> torch.Tensor:
@@ -154,9 +163,10 @@ def svm_objective(model: LinearSVM, X: torch.Tensor, y: torch.Tensor, C: float) 
     K = _validate(X, y, C, model.n_classes)
     X = X.to(device=model.weight.device, dtype=torch.float32)
     with _ieee_fp32_matmul(X.device):
-        scores = model.decision_function(X)
-    margin = 1.0 - _targets(y, K, X.device) * scores
-    return _objective(model.weight, model.bias, margin, C)
+        scores = model.decision_function(X).double()
+    hinge = (1.0 - _targets(y, K, X.device).double() * scores).clamp_min(0)
+    W = torch.cat([model.weight, model.bias[:, None]], 1)
+    return _primal(W, hinge, C)
 
 
 # ----------------------------------------------------------------------------- torch solver
@@ -165,8 +175,8 @@ def svm_objective(model: LinearSVM, X: torch.Tensor, y: torch.Tensor, C: float) 
 class _Augmented:
     """The data matrix with a constant-1 column appended, ``X~ = [X, 1]``, never materialised.
 
-    Vectors in weight space are rows of a ``(m, D+1)`` matrix (last entry = bias).  Counts
-    the skinny passes over ``X`` it makes (``passes``).
+    Weight-space vectors are rows of an ``(m, D+1)`` matrix (last entry = bias).
+    ``passes`` counts the skinny (m = K) products.
     """
 
     def __init__(self, X: torch.Tensor) -> None:
@@ -174,77 +184,88 @@ class _Augmented:
         self.passes = 0
 
     def fwd(self, V: torch.Tensor) -> torch.Tensor:
-        """``X~ V^T``: (N, m) for V (m, D+1)."""
+        """``X~ V^T``: (N, m) float32 for V (m, D+1)."""
+        V = V.float()
         self.passes += 1
         return torch.addmm(V[:, -1], self.X, V[:, :-1].T)
 
     def bwd(self, U: torch.Tensor) -> torch.Tensor:
-        """``U^T X~``: (m, D+1) for U (N, m).  (``U^T X``, not ``X^T U``: ~2.5x faster on CPU.)"""
+        """``U^T X~``: (m, D+1) float32 for U (N, m).  (``U^T X``: ~2.5x faster than
+        ``X^T U`` on CPU, the same on GPU.)"""
+        U = U.float()
         self.passes += 1
         return torch.cat([U.T @ self.X, U.sum(0)[:, None]], dim=1)
 
 
 class _SubspacePreconditioner:
-    """``P_k = I + V^T M_k V`` with ``M_k = 2C V X~^T A_k X~ V^T``, per class ``k``.
+    """L-BFGS's initial inverse Hessian ``H0_k``, per class ``k``.
 
-    ``V`` (r, D+1) is an orthonormal basis of the dominant r-dimensional subspace of
-    ``X~^T X~`` (randomised range finder, one power iteration, fixed seed).  ``P_k``
-    equals the generalised Hessian on that subspace and the identity off it, so CG only
-    has to resolve the (much flatter) rest of the spectrum: on image-like features the
-    top few hundred directions carry almost all of the Hessian's scale.  Applying
-    ``P_k^{-1} = I + V^T ((I + M_k)^{-1} - I) V`` costs two (K, D) x (D, r) products.
+    ``V`` (r, D+1), orthonormal rows, spans the dominant subspace of ``X~^T X~`` (range
+    finder + one power iteration, fixed seed).  On it ``H0_k`` is the exact inverse of the
+    projected generalised Hessian ``I + M_k``, ``M_k = 2C V X~^T A_k X~ V^T`` (``A_k``:
+    rows with positive hinge); off it ``H0_k = gamma_k I``.  With ``r = 0`` it is plain
+    L-BFGS scaling.
     """
 
     def __init__(self, data: _Augmented, rank: int) -> None:
         X = data.X
-        gen = torch.Generator(device=X.device).manual_seed(0)
-        omega = torch.randn(rank, X.shape[1] + 1, generator=gen, device=X.device)
-        V = omega
-        for _ in range(2):  # range finder + one power iteration
-            V = data.bwd(data.fwd(V))
-            V = torch.linalg.qr(V.double().T)[0].T.float().contiguous()
-        data.passes -= 4  # fat GEMMs: not counted as skinny passes
-        self.V = V
-        self.Z = data.fwd(V)  # (N, r) = X~ V^T
-        data.passes -= 1
+        self.rank = rank
         self.chol: torch.Tensor | None = None
+        if rank == 0:
+            return
+        gen = torch.Generator(device=X.device).manual_seed(0)
+        V = torch.randn(rank, X.shape[1] + 1, generator=gen, device=X.device)
+        passes = data.passes
+        for _ in range(2):  # range finder, then one power iteration
+            V = data.bwd(data.fwd(V))
+            V = torch.linalg.qr(V.double().T)[0].T.contiguous()
+        self.V = V  # float64
+        self.Z = data.fwd(V)  # (N, r) = X~ V^T, float32
+        data.passes = passes  # r-column GEMMs: not counted as skinny passes
 
-    def update(self, active: torch.Tensor, C: float) -> None:
-        """Refresh ``(I + M_k)`` factors for the current active sets ``active`` (N, K)."""
-        r = self.V.shape[0]
-        M = torch.stack([(self.Z * a[:, None]).T @ self.Z for a in active.T.float()])
-        eye = torch.eye(r, dtype=torch.float64, device=M.device)
-        self.chol = torch.linalg.cholesky(eye + 2.0 * C * M.double())
+    def refresh(self, active: torch.Tensor, C: float) -> None:
+        """Recompute the Cholesky factors of ``I + M_k`` for active sets ``active`` (N, K)."""
+        if self.rank == 0:
+            return
+        Zt = self.Z.T
+        M = torch.stack([(Zt * a) @ self.Z for a in active.T.float()]).double()
+        eye = torch.eye(self.rank, dtype=torch.float64, device=M.device)
+        self.chol = torch.linalg.cholesky(eye + 2.0 * C * M)
 
-    def apply(self, R: torch.Tensor) -> torch.Tensor:
-        c = (R @ self.V.T).double()[:, :, None]  # (K, r, 1)
-        e = torch.cholesky_solve(c, self.chol) - c
-        return R + e[:, :, 0].float() @ self.V
+    def complement(self, R: torch.Tensor) -> torch.Tensor:
+        """Component of each row of R off the subspace."""
+        return R if self.rank == 0 else R - (R @ self.V.T) @ self.V
+
+    def apply(self, R: torch.Tensor, gamma: torch.Tensor) -> torch.Tensor:
+        """``H0_k r_k`` for each row of R (K, D+1), float64."""
+        if self.rank == 0:
+            return gamma[:, None] * R
+        c = R @ self.V.T  # (K, r)
+        sub = torch.cholesky_solve(c[:, :, None], self.chol)[:, :, 0]
+        return gamma[:, None] * (R - c @ self.V) + sub @ self.V
 
 
 def _exact_step(
     wd: torch.Tensor, dd: torch.Tensor, margin: torch.Tensor, s: torch.Tensor, C: float,
-    max_iter: int = 60,
+    max_iter: int = 50,
 ) -> torch.Tensor:
-    """Per-class minimiser ``t > 0`` of ``phi(t) = f(w + t d)`` (all float64).
+    """Per-class minimiser ``t > 0`` of ``phi(t) = P(w + t d)`` (all float64).
 
-    With ``margin = 1 - t * X~ w`` and ``s = t * X~ d`` (t: the +-1 targets), the objective
-    along ``d`` is ``0.5||w||^2 + t <w,d> + 0.5 t^2 ||d||^2 + C sum (margin - t s)_+^2``:
-    convex and piecewise quadratic, so safeguarded 1-D Newton on ``phi'`` is exact once it
-    lands in the right piece.  ``phi'(0) < 0`` for a descent direction; the bracket
-    ``[lo, hi]`` keeps it from cycling.
+    With ``margin = 1 - T * X~ w`` and ``s = T * X~ d``, ``phi(t) = 0.5||w||^2 + t <w,d> +
+    0.5 t^2 ||d||^2 + C sum (margin - t s)_+^2`` is convex and piecewise quadratic, so
+    safeguarded 1-D Newton on ``phi'`` is exact once it lands in the right piece; the
+    bracket ``[lo, hi]`` (``phi'(lo) < 0 < phi'(hi)``) prevents cycling.
     """
     t = torch.ones_like(wd)
     lo = torch.zeros_like(wd)
     hi = torch.full_like(wd, math.inf)
     slope0 = (wd - 2.0 * C * (s * margin.clamp_min(0)).sum(0)).abs()
     for _ in range(max_iter):
-        r = margin - t * s  # (N, K)
-        act = r > 0
-        slope = wd + t * dd - 2.0 * C * (s * r * act).sum(0)
+        r = (margin - t * s).clamp_min(0)
+        slope = wd + t * dd - 2.0 * C * (s * r).sum(0)
         if bool((slope.abs() <= 1e-12 * slope0).all()):
             break
-        curv = dd + 2.0 * C * (s.square() * act).sum(0)
+        curv = dd + 2.0 * C * (s.square() * (r > 0)).sum(0)
         lo = torch.where(slope < 0, t, lo)
         hi = torch.where(slope > 0, t, hi)
         t_new = t - slope / curv
@@ -253,92 +274,92 @@ def _exact_step(
     return t
 
 
-def _default_rank(n: int, d: int) -> int:
-    """Preconditioner rank: 256, less when D is small (its per-step cost grows as r^2 / D)."""
-    return int(min(256, d // 12))
-
-
-import os
-_DEBUG = bool(os.environ.get('DEBUG_SVM'))
-
-
 @dataclass
 class _Result:
-    W: torch.Tensor  # (K, D+1), last column = bias
+    W: torch.Tensor  # (K, D+1) float64, last column = bias
     n_iter: int
     n_passes: int
     converged: bool
+    rel_gap: float
 
 
-def _newton_cg(
-    X: torch.Tensor, T: torch.Tensor, C: float, W: torch.Tensor,
-    tol: float, max_iter: int, max_cg_iter: int, precond_rank: int,
+def _lbfgs(
+    data: _Augmented, pre: _SubspacePreconditioner, T: torch.Tensor, C: float,
+    W: torch.Tensor, *, tol: float, max_iter: int, memory: int, refresh_every: int = 5,
 ) -> _Result:
-    """Truncated Newton with batched (preconditioned) CG and exact line search.
+    """Batched preconditioned L-BFGS with exact line search, stopped on the duality gap.
 
-    ``W`` (K, D+1) is the start; ``T`` (N, K) the +-1 targets.  Stops when every class's
-    gradient norm is ``<= tol`` times its norm at ``w = 0`` (liblinear's reference point,
-    so a warm start does not tighten the criterion), or when float32 round-off stops the
-    objective from decreasing.
+    ``W`` (K, D+1) float64 is the start, ``T`` (N, K) the +-1 targets.  ``n_passes`` in
+    the result is ``data.passes`` (cumulative over calls sharing ``data``).
     """
-    data = _Augmented(X)
-    pre = _SubspacePreconditioner(data, precond_rank) if precond_rank > 0 else None
-
-    def norm(R: torch.Tensor) -> torch.Tensor:  # per class, float64
-        return R.double().square().sum(1).sqrt()
-
-    g0 = norm(data.bwd(-2.0 * C * T))  # gradient at w = 0
+    X = data.X
     T64 = T.double()
-    scores = data.fwd(W).double()  # (N, K), kept in float64 and updated along steps
-    margin = 1.0 - T64 * scores
-    f = _objective(W[:, :-1], W[:, -1], margin, C)
-    for it in range(max_iter):
-        active = margin > 0
-        G = W + data.bwd((-2.0 * C * T64 * margin * active).float())
-        gnorm = norm(G)
-        todo = gnorm > tol * g0
+    K = T.shape[1]
+    scores = data.fwd(W).double()  # X~ W^T, float64, updated along steps
+    S: list[torch.Tensor] = []  # s = w_{j+1} - w_j
+    Y: list[torch.Tensor] = []  # y = g_{j+1} - g_j
+    RHO: list[torch.Tensor] = []
+    gamma = torch.ones(K, dtype=torch.float64, device=X.device)
+    W_prev = G_prev = None
+    rel_gap = torch.full((K,), math.inf, dtype=torch.float64, device=X.device)
+    stalls = 0
+    for it in range(max_iter + 1):
+        if it and it % 50 == 0:  # wash out drift of the incrementally updated scores
+            scores = data.fwd(W).double()
+        hinge = (1.0 - T64 * scores).clamp_min(0)  # (N, K)
+        U = data.bwd(-2.0 * C * T64 * hinge).double()  # = -X~^T (alpha * t)
+        G = W + U
+        primal = _primal(W, hinge, C)
+        # Dual at alpha = 2C * hinge:  sum(alpha) - 0.5 ||X~^T(alpha t)||^2 - sum(alpha^2)/(4C)
+        dual = 2.0 * C * hinge.sum(0) - 0.5 * U.square().sum(1) - C * hinge.square().sum(0)
+        rel_gap = (primal - dual) / primal
+        todo = rel_gap > tol
         if not bool(todo.any()):
-            return _Result(W, it, data.passes, True)
-        # Batched PCG on (I + 2C X~^T A X~) d = -g; column k stops at ||r_k|| <= eta ||g_k||.
-        A = active.float()
-        if pre is not None:
-            pre.update(A, C)
-        stop = 0.1 * gnorm  # CG tolerance as liblinear's TRON (eps_cg = 0.1)
-        R = -G
-        Dir = torch.zeros_like(W)
-        Zr = pre.apply(R) if pre is not None else R
-        P = Zr.clone()
-        rz = (R.double() * Zr.double()).sum(1)
-        cg = 0
-        for cg in range(max_cg_iter):
-            live = (norm(R) > stop) & todo
-            if not bool(live.any()):
-                break
-            HP = P + 2.0 * C * data.bwd(A * data.fwd(P))  # active rows only
-            alpha = torch.where(live, rz / (P.double() * HP.double()).sum(1), 0.0)
-            Dir += alpha.float()[:, None] * P
-            R -= alpha.float()[:, None] * HP
-            Zr = pre.apply(R) if pre is not None else R
-            rz_new = (R.double() * Zr.double()).sum(1)
-            beta = torch.where(live, rz_new / rz, 0.0)
-            rz = rz_new
-            P = Zr + beta.float()[:, None] * P
-        if _DEBUG:
-            print(f"it {it} cg {cg} passes {data.passes} g/g0 {(gnorm/g0).max().item():.1e} f {f.sum().item():.6f} act {A.mean().item():.3f}", flush=True)
-        # Exact line search from cached products: one pass for X~ d, none for the search.
-        q = data.fwd(Dir).double()
-        wd = (W.double() * Dir.double()).sum(1)
-        t = _exact_step(wd, norm(Dir).square(), margin, T64 * q, C)
+            return _Result(W, it, data.passes, True, float(rel_gap.max()))
+        if it == max_iter or stalls >= 3:
+            break
+        if W_prev is not None:  # curvature pair; frozen classes (s = 0) get rho = 0
+            s, y = W - W_prev, G - G_prev
+            sy = (s * y).sum(1)
+            ok = sy > 1e-12 * s.norm(dim=1) * y.norm(dim=1)
+            S.append(s), Y.append(y), RHO.append(torch.where(ok, 1.0 / sy, 0.0))
+            if len(S) > memory:
+                S.pop(0), Y.pop(0), RHO.pop(0)
+            sc, yc = pre.complement(s), pre.complement(y)
+            syc, yyc = (sc * yc).sum(1), yc.square().sum(1)
+            gamma = torch.where(ok & (syc > 0), (syc / yyc).clamp(1e-10, 1.0), gamma)
+        if it % refresh_every == 0:
+            pre.refresh(hinge > 0, C)
+        # Two-loop recursion: Dir = -H G.
+        q = -G
+        alphas = []
+        for s, y, rho in zip(reversed(S), reversed(Y), reversed(RHO)):
+            a = rho * (s * q).sum(1)
+            q = q - a[:, None] * y
+            alphas.append(a)
+        Dir = pre.apply(q, gamma)
+        for s, y, rho, a in zip(S, Y, RHO, reversed(alphas)):
+            Dir = Dir + (a - rho * (y * Dir).sum(1))[:, None] * s
+        if bool((((G * Dir).sum(1) >= 0) & todo).any()):  # not a descent direction: restart
+            S.clear(), Y.clear(), RHO.clear()
+            Dir = pre.apply(-G, gamma)
+        q_dir = data.fwd(Dir).double()
+        wd = (W * Dir).sum(1)
+        t = _exact_step(wd, Dir.square().sum(1), 1.0 - T64 * scores, T64 * q_dir, C)
         t = torch.where(todo, t, 0.0)
-        W = W + t.float()[:, None] * Dir
-        scores = scores + t * q
-        margin = 1.0 - T64 * scores
-        f_new = _objective(W[:, :-1], W[:, -1], margin, C)
-        stalled = bool(((f - f_new) <= 1e-12 * f.abs()).logical_or(~todo).all())
-        f = f_new
-        if stalled:  # round-off floor reached before the gradient tolerance
-            return _Result(W, it + 1, data.passes, False)
-    return _Result(W, max_iter, data.passes, False)
+        W_prev, G_prev = W, G
+        W = W + t[:, None] * Dir
+        scores = scores + t * q_dir
+        new_primal = _primal(W, (1.0 - T64 * scores).clamp_min(0), C)
+        progressed = (primal - new_primal > 1e-13 * primal) & todo
+        stalls = 0 if bool(progressed.any()) else stalls + 1  # float32 round-off floor
+    return _Result(W, it, data.passes, False, float(rel_gap.max()))
+
+
+def _default_rank(n: int, d: int, device: torch.device) -> int:
+    """Preconditioner rank: 256 on GPU, 128 on CPU (its set-up grows as N D r, each
+    refresh as N r^2 K, which only a GPU makes negligible)."""
+    return min(256 if device.type == "cuda" else 128, n, d + 1)
 
 
 # ----------------------------------------------------------------------------- sklearn
@@ -385,29 +406,38 @@ def fit_l2svm(
     init: LinearSVM | None = None,
     tol: float = 1e-4,
     max_iter: int | None = None,
-    max_cg_iter: int = 1000,
+    memory: int = 10,
     precond_rank: int | None = None,
+    continuation: bool = True,
 ) -> LinearSVM:
     """Fit a one-vs-rest squared-hinge L2-SVM on features ``X`` (N, D), labels ``y`` in 0..K-1.
 
     Args:
-        C: misclassification cost, per sample, as in ``LinearSVC`` (no 1/N factor).
-        n_classes: K; default ``y.max() + 1``.  Classes absent from ``y`` get an
-            all-negative problem (torch backend only).
-        backend: ``"torch"`` (Newton-CG on ``X``'s device) or ``"sklearn"`` (LinearSVC).
-        init: warm start (torch backend), e.g. the solution for a neighbouring C.
-        tol: torch: stop when every class's gradient norm is ``<= tol`` times its norm at
-            ``w = 0``.  sklearn: passed to LinearSVC (liblinear's own criterion).
-        max_iter: outer Newton iterations (torch) or liblinear iterations (sklearn).
-        max_cg_iter: CG iterations per Newton step (torch).
+        C: misclassification cost per sample, as in ``LinearSVC`` (no 1/N factor).
+        n_classes: K; default ``y.max() + 1``.  A class absent from ``y`` gets an
+            all-negative problem (torch backend; sklearn raises).
+        backend: ``"torch"`` (L-BFGS on ``X``'s device) or ``"sklearn"`` (LinearSVC).
+        init: warm start for the torch backend, e.g. the solution at a neighbouring C.
+        tol: torch: stop when every class's relative duality gap ``(P - D) / P`` is
+            ``<= tol``, which bounds its objective's distance to the optimum.  sklearn:
+            passed to LinearSVC (liblinear's own criterion; use ~1e-6 for a reference).
+        max_iter: L-BFGS iterations in all (default 2000; two passes over ``X`` each), or
+            liblinear's (default 100,000).
+        memory: L-BFGS history length.
+        precond_rank: rank of the subspace preconditioner (0 = plain L-BFGS); default
+            256 on CUDA, 128 on CPU.
+        continuation: from a cold start (or a warm start at a C more than 10x smaller),
+            first solve C/10^j, ..., C/10 to a relative gap of 1e-2, starting near
+            ``1 / mean ||x~||^2``; ``n_iter``/``n_passes`` count the whole path.
 
-    Returns a :class:`LinearSVM` on ``X``'s device with ``n_iter``, ``n_passes`` and
-    ``converged`` set.  The torch backend is deterministic given its inputs.
+    Returns a :class:`LinearSVM` on ``X``'s device (float32), with ``n_iter``,
+    ``n_passes``, ``converged`` and ``rel_gap`` set; warns if not converged.  The torch
+    backend is deterministic given its inputs and device.
     """
     K = _validate(X, y, C, n_classes)
     C = float(C)
-    if not (tol > 0 and (max_iter is None or max_iter >= 1) and max_cg_iter >= 1):
-        raise ValueError("tol must be > 0, max_iter and max_cg_iter >= 1")
+    if not tol > 0 or (max_iter is not None and max_iter < 1) or memory < 1:
+        raise ValueError("tol must be > 0, max_iter and memory >= 1")
     if backend == "sklearn":
         return _fit_sklearn(X, y, C, K, tol, max_iter or 100_000)
     if backend != "torch":
@@ -416,8 +446,7 @@ def fit_l2svm(
     X = X.detach()
     if X.dtype != torch.float32:
         X = X.float()
-    device = X.device
-    D = X.shape[1]
+    device, (N, D) = X.device, X.shape
     if init is not None:
         if tuple(init.weight.shape) != (K, D) or tuple(init.bias.shape) != (K,):
             raise ValueError(
@@ -425,16 +454,44 @@ def fit_l2svm(
                 f"expected ({K}, {D}) and ({K},)"
             )
         W = torch.cat([init.weight.detach(), init.bias.detach()[:, None]], 1)
-        W = W.to(device, torch.float32)
+        W = W.to(device, torch.float64)
     else:
-        W = torch.zeros(K, D + 1, device=device)
-    if precond_rank is None:
-        precond_rank = _default_rank(*X.shape)
-    precond_rank = max(0, min(int(precond_rank), X.shape[0], D + 1))
-    T = _targets(y, K, device)
+        W = torch.zeros(K, D + 1, dtype=torch.float64, device=device)
+    rank = _default_rank(N, D, device) if precond_rank is None else int(precond_rank)
+    rank = max(0, min(rank, N, D + 1))
+    # Continuation: from a cold start, or a warm start at a much smaller C, solve a path
+    # of C values 10x apart to a loose gap first.  A cold start at large C otherwise
+    # overshoots to a tiny active set and crawls back (measured: >10x more passes).
+    if init is not None:
+        C_from = init.C
+    else:  # where a cold start is easy: C * mean ||x~||^2 ~ 1
+        C_from = 1.0 / (float(torch.linalg.vector_norm(X, dim=1).square().mean()) + 1.0)
+    path = [C]
+    if continuation:
+        while path[0] / 10.0 > C_from:
+            path.insert(0, path[0] / 10.0)
+    budget = max_iter or 2000
     with torch.no_grad(), _ieee_fp32_matmul(device):
-        res = _newton_cg(X, T, C, W, tol, max_iter or 100, max_cg_iter, precond_rank)
+        data = _Augmented(X)
+        pre = _SubspacePreconditioner(data, rank)
+        T = _targets(y, K, device)
+        n_iter = 0
+        for i, C_i in enumerate(path):
+            last = i == len(path) - 1
+            res = _lbfgs(
+                data, pre, T, C_i, W, tol=tol if last else max(tol, 1e-2),
+                max_iter=max(budget - n_iter, 1), memory=memory,
+            )
+            W, n_iter = res.W, n_iter + res.n_iter
+        res = replace(res, n_iter=n_iter)
+    if not res.converged:
+        warnings.warn(
+            f"L2-SVM (C={C:g}) stopped after {res.n_iter} iterations with relative duality "
+            f"gap {res.rel_gap:.2e} > tol={tol:g}", RuntimeWarning, stacklevel=2,
+        )
+    W = res.W.float()
     return LinearSVM(
-        weight=res.W[:, :-1].contiguous(), bias=res.W[:, -1].contiguous(), C=C,
+        weight=W[:, :-1].contiguous(), bias=W[:, -1].contiguous(), C=C,
         n_iter=res.n_iter, n_passes=res.n_passes, converged=res.converged,
+        rel_gap=res.rel_gap,
     )

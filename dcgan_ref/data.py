@@ -28,10 +28,11 @@ import torch
 from torchvision.datasets import CIFAR10
 from torchvision.datasets.utils import download_url
 
-from . import data_formats as formats
-from .data_formats import ACCEPTED, DataError
+from dcgan_ref import data_formats as formats
+from dcgan_ref.data_formats import ACCEPTED
+from dcgan_ref.errors import DataError
 
-__all__ = ["ImageSet", "DataError", "load_split", "detect_format", "default_cache_dir"]
+__all__ = ["ImageSet", "DataError", "load_split", "detect_format", "default_cache_dir", "to_unit_range"]
 
 log = logging.getLogger(__name__)
 
@@ -122,6 +123,9 @@ def _resolve(path: Path, split: str, dataset: str | None, download: bool) -> for
     if dataset is not None and dataset not in DATASETS:
         raise DataError(f"unknown dataset {dataset!r}; expected one of {', '.join(DATASETS)}")
     source = formats.locate(path) if path.exists() else None
+    if not path.exists() and not download:
+        hint = f": {_hint(dataset, path, split)}" if dataset in ("cifar10", "svhn") else f"; {ACCEPTED}"
+        raise DataError(f"{path} does not exist{hint}")
     if source is None and (dataset is None or path.is_file()):
         state = "does not exist" if not path.exists() else "holds no recognised data"
         raise DataError(f"{path} {state}; {ACCEPTED}")
@@ -245,7 +249,15 @@ def _atomic_write(path: Path, write: Callable[[IO[bytes]], object]) -> None:
     try:
         with handle:
             write(handle)
+        os.chmod(handle.name, 0o644)  # a temp file is 0600; the cache is an ordinary file
         os.replace(handle.name, path)
     except BaseException:
         Path(handle.name).unlink(missing_ok=True)
         raise
+
+
+def to_unit_range(images: torch.Tensor) -> torch.Tensor:
+    """uint8 [0, 255] -> float32 [-1, 1], the paper's only pre-processing (G's tanh range)."""
+    if images.dtype != torch.uint8:
+        raise TypeError(f"expected uint8 images, got {images.dtype}")
+    return images.float().div_(127.5).sub_(1.0)

@@ -32,6 +32,8 @@ from PIL import Image
 from torchvision.datasets import CIFAR10, SVHN
 from torchvision.datasets.utils import calculate_md5
 
+from dcgan_ref.errors import DataError
+
 CIFAR10_CLASSES = ("airplane", "automobile", "bird", "cat", "deer",
                    "dog", "frog", "horse", "ship", "truck")
 CIFAR10_SPLITS = {"train": CIFAR10.train_list, "test": CIFAR10.test_list}  # [name, md5]
@@ -51,9 +53,6 @@ ACCEPTED = """accepted data sources:
   - an image-folder tree <root>/<split>/<class>/*.png|jpg|jpeg (or one folder down)
   - an archive of such a tree: .tar.xz, .tar.gz, .tgz, .tar or .zip"""
 
-
-class DataError(RuntimeError):
-    """Bad/missing data: message names the file, what was expected, and where to put it."""
 
 
 @dataclass

@@ -3,7 +3,7 @@ G's Adam step) captured once as a CUDA graph and replayed each step.
 
 At batch 128 an eager step is launch-bound (~100 small kernels per D pass, D runs three
 times); replaying one graph removes the per-kernel launch cost.  The graph replays the
-*same* kernels as :func:`dcgan_ref.train.make_step` on the same tensors, so losses and
+*same* kernels as :func:`dcgan_ref.step.make_step` on the same tensors, so losses and
 weights match the eager step up to float rounding:
 
 * **Inputs** are copied (``.copy_()``) into static buffers that the graph reads; batches
@@ -27,8 +27,6 @@ nothing may *replace* the tensors the graph holds: ``opt.load_state_dict``, ``mo
 to another device/dtype or ``model.load_state_dict(..., assign=True)`` need a new
 graphed step.  In-place changes (``load_state_dict`` without ``assign``, batchnorm
 statistics rewritten in place) are seen by the graph.
-
-On a non-CUDA device :func:`make_graphed_step` returns the eager step unchanged.
 """
 from __future__ import annotations
 
@@ -37,50 +35,35 @@ from typing import Callable
 import torch
 from torch import nn
 
-from dcgan_ref.models import Discriminator, Generator
-from dcgan_ref.train import make_step
-
 StepFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 
 
-def make_graphed_step(g: Generator, d: Discriminator, opt_g: torch.optim.Optimizer, opt_d: torch.optim.Optimizer,
-                      *, bf16: bool, warmup_steps: int = 3) -> StepFn:
-    """``step(real_u8, z) -> losses (2,)`` with :func:`~dcgan_ref.train.make_step`'s contract.
-
-    On CUDA the whole step is a CUDA graph (captured on the first call); elsewhere this is
-    the eager step.  Every call must pass tensors of the first call's shape, dtype and
-    layout (training uses full batches only).
-    """
-    device = next(d.parameters()).device
-    if device.type != "cuda":
-        return make_step(g, d, opt_g, opt_d, bf16)
-    return GraphedStep(g, d, opt_g, opt_d, bf16=bf16, warmup_steps=warmup_steps)
-
-
 class GraphedStep:
-    """The training step replayed from one CUDA graph; see the module docstring.
+    """An eager training step replayed from one CUDA graph; see the module docstring.
 
+    ``eager`` is :func:`dcgan_ref.step.make_step` over ``modules`` and ``optimizers``
+    (:meth:`dcgan_ref.step.GanSetup.make_step` builds this on CUDA).  Every call must pass
+    tensors of the first call's shape, dtype and layout (training uses full batches only).
     On a device other than CUDA the same plumbing (static buffers, warm-up with state
     restore, a cloned output) runs with an eager call in place of the graph replay, so the
     bookkeeping can be tested without a GPU.
     """
 
-    def __init__(self, g: Generator, d: Discriminator, opt_g: torch.optim.Optimizer, opt_d: torch.optim.Optimizer,
-                 *, bf16: bool, warmup_steps: int = 3) -> None:
+    def __init__(self, eager: StepFn, modules: tuple[nn.Module, ...], optimizers: tuple[torch.optim.Optimizer, ...],
+                 *, warmup_steps: int = 3) -> None:
         if warmup_steps < 1:
             raise ValueError(f"warmup_steps must be >= 1 (cuDNN/cuBLAS set-up must not happen during capture), "
                              f"got {warmup_steps}")
-        for opt in (opt_g, opt_d):
+        for opt in optimizers:
             _check_adam(opt)
-        self.modules: tuple[nn.Module, ...] = (g, d)
-        self.optimizers = (opt_g, opt_d)
-        self.device = next(d.parameters()).device
+        self.modules, self.optimizers = modules, optimizers
+        self.device = next(modules[-1].parameters()).device
         self.use_graph = self.device.type == "cuda"
         self.warmup_steps = warmup_steps
         if self.use_graph:
             for opt in self.optimizers:
                 make_capturable(opt)
-        self._eager = make_step(g, d, opt_g, opt_d, bf16)
+        self._eager = eager
         self.graph: torch.cuda.CUDAGraph | None = None
         self._static_real: torch.Tensor | None = None
         self._static_z: torch.Tensor | None = None

@@ -1,4 +1,4 @@
-"""The paper's DCGAN architectures (PAPER.md, "The three architectures").
+"""The paper's DCGAN architectures (docs/PAPER.md, "The three architectures").
 
 D: strided convs, batchnorm on every conv but the first, LeakyReLU(0.2), a bias-free
 linear head to one logit.  G mirrors D with transposed convs, ReLU, tanh output.

@@ -42,13 +42,15 @@ from __future__ import annotations
 
 import copy
 import os
+import sys
 from pathlib import Path
 
 import numpy as np
 import torch
 from torch import nn
+from torchvision.utils import make_grid, save_image
 
-from .models import Discriminator, Generator, build_gan
+from dcgan_ref.models import Discriminator, Generator, build_gan
 
 SOURCE = (
     "the public repository Newmu/dcgan_code, folder "
@@ -118,7 +120,8 @@ def _set_bn(bn: nn.Module, gamma: np.ndarray, beta: np.ndarray) -> None:
     bn.reset_running_stats()
 
 
-def load_newmu_svhn(directory: str | os.PathLike, epoch: int = 200) -> tuple[Generator, Discriminator]:
+def load_newmu_svhn(directory: str | os.PathLike, epoch: int = 200, *,
+                    generator: bool = True) -> tuple[Generator | None, Discriminator]:
     """Our ``svhn32`` G and D carrying the authors' released SVHN weights.
 
     ``directory`` holds ``<epoch>_discrim_params.jl_01.npy`` ... ``_08.npy`` and
@@ -128,6 +131,8 @@ def load_newmu_svhn(directory: str | os.PathLike, epoch: int = 200) -> tuple[Gen
     1e-8.  BN running statistics are left at mean 0 / variance 1: compute D's from data
     before eval-mode use, and sample G with batch statistics (:func:`sample_newmu`).
     Both modules are returned in train mode.
+
+    ``generator=False`` loads D alone (G's files need not exist) and returns ``(None, D)``.
 
     Raises ``FileNotFoundError`` for a missing directory or file, ``ValueError`` for an
     array of the wrong shape.
@@ -139,7 +144,7 @@ def load_newmu_svhn(directory: str | os.PathLike, epoch: int = 200) -> tuple[Gen
             f"{epoch}_discrim_params.jl_NN.npy and {epoch}_gen_params.jl_NN.npy from {SOURCE}"
         )
     d_arrays = _load_arrays(directory, epoch, "discrim", DISCRIMINATOR_ARRAYS)
-    g_arrays = _load_arrays(directory, epoch, "gen", GENERATOR_ARRAYS)
+    g_arrays = _load_arrays(directory, epoch, "gen", GENERATOR_ARRAYS) if generator else None
 
     g, d = build_gan("svhn32")
     with torch.no_grad():
@@ -151,6 +156,8 @@ def load_newmu_svhn(directory: str | os.PathLike, epoch: int = 200) -> tuple[Gen
         d.convs[2][0].weight.copy_(_tensor(w3, flip=True))
         _set_bn(d.convs[2][1], g3, b3)
         d.head.weight.copy_(_tensor(wy.T))  # (4096, 1) -> (1, 4096); both flatten C, H, W
+        if g_arrays is None:
+            return None, d.train()
 
         gw, gg, gb, gw2, gg2, gb2, gw3, gg3, gb3, gwx = g_arrays
         # G.project = Sequential(Linear, BatchNorm1d, ReLU);
@@ -194,8 +201,6 @@ def save_newmu_samples(directory: str | os.PathLike, out_png: str | os.PathLike,
     8 images per row (``make_grid``), values mapped from [-1, 1] to [0, 1], the whole grid
     upscaled ``scale`` times with nearest-neighbour interpolation for visibility.
     """
-    from torchvision.utils import make_grid, save_image
-
     g, _ = load_newmu_svhn(directory)
     images = sample_newmu(g, n, seed).add(1).div(2).clamp(0, 1)
     grid = make_grid(images, nrow=8, padding=2, pad_value=1.0)
@@ -208,8 +213,6 @@ def save_newmu_samples(directory: str | os.PathLike, out_png: str | os.PathLike,
 
 
 if __name__ == "__main__":  # python -m dcgan_ref.newmu MODEL_DIR OUT.png
-    import sys
-
     if len(sys.argv) != 3:
         sys.exit("usage: python -m dcgan_ref.newmu MODEL_DIR OUT.png")
     print(save_newmu_samples(sys.argv[1], sys.argv[2]))

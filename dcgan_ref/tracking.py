@@ -10,11 +10,16 @@ import json
 import logging
 import os
 import platform
+import socket
 import subprocess
+import tempfile
 from pathlib import Path
 from typing import Any, Iterator
+from urllib.parse import urlparse
 
 import torch
+
+from dcgan_ref.errors import UserError
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -52,13 +57,67 @@ def provenance(device: torch.device) -> dict[str, str]:
     }
 
 
+def unwritable(path: Path) -> str | None:
+    """Why ``path`` (a folder, or an existing file) cannot be written, or None.  Tried for
+    real, not with ``os.access``: root passes every permission check but not a read-only mount."""
+    try:
+        if path.is_dir():
+            with tempfile.TemporaryFile(dir=path):
+                pass
+        else:
+            with open(path, "r+b"):
+                pass
+    except OSError as e:
+        return f"{path} is not writable ({e.strerror or e})"
+    return None
+
+
+STORE_HELP = ("MLFLOW_TRACKING_URI takes sqlite:///<path>/mlflow.db (the default is mlflow.db in the working "
+              "folder) or http(s)://<host>:<port> of a running tracking server")
+
+
+def check_tracking_store(timeout_s: float = 3.0) -> str:
+    """Fail in seconds, with one line, when the MLflow store cannot be written; return its URI.
+
+    MLflow itself retries an unreachable server for minutes and a read-only sqlite file for
+    about two, then prints a long traceback: check once, before any data is loaded.
+    """
+    import mlflow
+
+    uri = mlflow.get_tracking_uri()
+    parsed = urlparse(uri)
+    if parsed.scheme == "sqlite":
+        path = Path(uri[len("sqlite:///"):]) if uri.startswith("sqlite:///") else None
+        if path is not None and str(path) not in ("", ":memory:"):
+            if not path.parent.is_dir():
+                raise UserError(f"MLflow store {uri}: the folder {path.parent} does not exist; create it or "
+                                f"{STORE_HELP}")
+            problem = unwritable(path.parent) or (unwritable(path) if path.exists() else None)
+            if problem:  # sqlite writes its journal beside the file: both must be writable
+                raise UserError(f"MLflow store {uri}: {problem}; {STORE_HELP}")
+        return uri
+    if parsed.scheme in ("http", "https"):
+        port = parsed.port or (443 if parsed.scheme == "https" else 80)
+        try:
+            socket.create_connection((parsed.hostname, port), timeout=timeout_s).close()
+        except OSError as e:
+            raise UserError(f"MLflow tracking server {uri} is unreachable ({e.strerror or e}); start it, or "
+                            f"{STORE_HELP}") from None
+        return uri
+    if parsed.scheme in ("", "file"):
+        raise UserError(f"MLflow store {uri!r} is a plain folder, which MLflow >= 3.13 no longer accepts; "
+                        f"{STORE_HELP}")
+    return uri  # another scheme (databricks, postgresql, ...): MLflow's own checks apply
+
+
 def _flatten(d: dict[str, Any], prefix: str = "") -> dict[str, Any]:
     out: dict[str, Any] = {}
     for k, v in d.items():
         if isinstance(v, dict):
             out.update(_flatten(v, f"{prefix}{k}."))
         else:
-            out[f"{prefix}{k}"] = v if isinstance(v, (int, float, str, bool)) or v is None else json.dumps(v, default=str)
+            plain = isinstance(v, (int, float, str, bool)) or v is None
+            out[f"{prefix}{k}"] = v if plain else json.dumps(v, default=str)
     return out
 
 

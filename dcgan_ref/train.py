@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import hashlib
 import math
 import os
 import time
@@ -18,12 +19,14 @@ from pathlib import Path
 from typing import Callable
 
 import torch
-import torch.nn.functional as F
 from torchvision.utils import make_grid, save_image
 
 from dcgan_ref import checkpoint
+from dcgan_ref.data import load_split
 from dcgan_ref.errors import TrainingDiverged, UserError, run_cli
-from dcgan_ref.models import Discriminator, Generator, build_gan, get_architecture
+from dcgan_ref.models import Discriminator, Generator, get_architecture
+from dcgan_ref.step import GanSetup, ResidentBatches, StepSettings
+from dcgan_ref.tracking import check_tracking_store, tracked_run
 
 
 @dataclass
@@ -55,42 +58,36 @@ class TrainResult:
 
 
 def pick_device(name: str | None = None) -> torch.device:
-    if name:
-        return torch.device(name)
-    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    """``--device``: the named device, checked; default CUDA when present, else the CPU."""
+    if not name:
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        device = torch.device(name)
+    except RuntimeError:
+        raise UserError(f"--device {name!r} is not a device; use cpu, cuda or cuda:<index>") from None
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise UserError(f"--device {name}: this machine has no usable CUDA GPU; use --device cpu")
+    if device.type == "cuda" and device.index is not None and device.index >= torch.cuda.device_count():
+        raise UserError(f"--device {name}: only {torch.cuda.device_count()} CUDA device(s) here")
+    if device.type not in ("cpu", "cuda"):
+        raise UserError(f"--device {name}: only cpu and cuda are supported")
+    return device
 
 
 def set_determinism(on: bool) -> None:
+    """``on``: deterministic kernels (bitwise-repeatable runs, slower).  Off leaves the
+    caller's global flags alone and only lets cuDNN autotune where determinism is not asked."""
     if on:
         os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
-    torch.use_deterministic_algorithms(on)
-    torch.backends.cudnn.benchmark = not on
+        torch.use_deterministic_algorithms(True)
+        torch.backends.cudnn.benchmark = False
+    elif not torch.are_deterministic_algorithms_enabled():
+        torch.backends.cudnn.benchmark = True  # fixed shapes every step: autotuning pays for itself
 
 
-def make_step(g: Generator, d: Discriminator, opt_g: torch.optim.Optimizer, opt_d: torch.optim.Optimizer,
-              bf16: bool) -> Callable[[torch.Tensor, torch.Tensor], torch.Tensor]:
-    """One D update (real and fake) then one G update; returns the losses (D, G) on device."""
-    device_type = next(d.parameters()).device.type
-
-    def step(real_u8: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
-        real = real_u8.float().div_(127.5).sub_(1.0)
-        with torch.autocast(device_type, dtype=torch.bfloat16, enabled=bf16):
-            fake = g(z)
-            out_real, out_fake = d(real), d(fake.detach())
-            loss_d = (F.binary_cross_entropy_with_logits(out_real.float(), torch.ones_like(out_real, dtype=torch.float))
-                      + F.binary_cross_entropy_with_logits(out_fake.float(), torch.zeros_like(out_fake, dtype=torch.float)))
-        opt_d.zero_grad(set_to_none=True)
-        loss_d.backward()
-        opt_d.step()
-        with torch.autocast(device_type, dtype=torch.bfloat16, enabled=bf16):
-            out_gen = d(fake)
-            loss_g = F.binary_cross_entropy_with_logits(out_gen.float(), torch.ones_like(out_gen, dtype=torch.float))
-        opt_g.zero_grad(set_to_none=True)
-        loss_g.backward()
-        opt_g.step()
-        return torch.stack([loss_d.detach(), loss_g.detach()])
-
-    return step
+def _tensor_sha256(images: torch.Tensor) -> str:
+    """sha256 of the training images' bytes (150 MB for CIFAR-10: a fraction of a second)."""
+    return hashlib.sha256(images.cpu().contiguous().numpy().tobytes()).hexdigest()
 
 
 def save_samples(g: Generator, z: torch.Tensor, path: Path) -> Path:
@@ -118,34 +115,39 @@ def train(cfg: TrainConfig, images: torch.Tensor, out_dir: str | os.PathLike, *,
           log: Callable[[str], None] = print) -> TrainResult:
     """Train G and D on uint8 images (N, 3, H, W); ``on_eval`` is called at ``eval_steps``."""
     arch = get_architecture(cfg.arch)
-    if images.dtype != torch.uint8 or images.dim() != 4 or tuple(images.shape[1:]) != (3, arch.image_size, arch.image_size):
+    shape = (3, arch.image_size, arch.image_size)
+    if images.dtype != torch.uint8 or images.dim() != 4 or tuple(images.shape[1:]) != shape:
         raise UserError(f"{cfg.arch} trains on uint8 images (N, 3, {arch.image_size}, {arch.image_size}); "
                         f"got {tuple(images.shape)} {images.dtype}")
     if len(images) < cfg.batch_size:
         raise UserError(f"{len(images)} training images is fewer than one batch of {cfg.batch_size}")
     set_determinism(cfg.deterministic)
     out_dir = Path(out_dir)
-    ckpt_path = out_dir / "last.pt"
+    ckpt_path = out_dir / "last.pt"  # one checkpoint, replaced atomically: a crash never leaves half of one
     torch.manual_seed(cfg.seed)
 
-    data = images.to(device)
-    g, d = build_gan(cfg.arch, cfg.seed)
-    g, d = g.to(device), d.to(device)
-    if cfg.channels_last:
-        g, d = g.to(memory_format=torch.channels_last), d.to(memory_format=torch.channels_last)
-    fused = device.type == "cuda"
-    graphed = cfg.cuda_graph and device.type == "cuda"  # capture needs capturable Adam (state on the device)
-    opt_g = torch.optim.Adam(g.parameters(), cfg.lr, betas=(cfg.beta1, 0.999), weight_decay=cfg.weight_decay, fused=fused,
-                             capturable=graphed)
-    opt_d = torch.optim.Adam(d.parameters(), cfg.lr, betas=(cfg.beta1, 0.999), weight_decay=cfg.weight_decay, fused=fused,
-                             capturable=graphed)
-    data_gen = torch.Generator(device).manual_seed(cfg.seed + 1)
+    # G and D, their optimisers and the step: the same set-up the throughput suite times.
+    settings = StepSettings(cfg.bf16, cfg.channels_last, cfg.cuda_graph and device.type == "cuda")  # graphs: CUDA only
+    setup = GanSetup.create(cfg.arch, settings, device,
+                            seed=cfg.seed, lr=cfg.lr, beta1=cfg.beta1, weight_decay=cfg.weight_decay)
+    g, d, opt_g, opt_d = setup.g, setup.d, setup.opt_g, setup.opt_d
+    # The whole uint8 set lives on the device (CIFAR-10: 150 MB): batches are an index, not a DataLoader.
+    batches = ResidentBatches(images.to(device), cfg.batch_size, channels_last=cfg.channels_last, seed=cfg.seed + 1)
+    # Separate generators for data order, z and the sample grid's fixed z: each stream is
+    # checkpointed on its own, so a resumed run draws exactly what an uninterrupted one would.
     z_gen = torch.Generator(device).manual_seed(cfg.seed + 2)
     fixed_z = arch.sample_z(64, device, torch.Generator(device).manual_seed(cfg.seed + 3))
-    step, pos, perm = 0, len(data), torch.empty(0, dtype=torch.long, device=device)
+    step = 0
 
+    data_id = {"sha256": _tensor_sha256(images), "n_images": len(images)}
     if resume and ckpt_path.exists():
-        state = checkpoint.load(ckpt_path, map_location=device)
+        try:
+            state = checkpoint.load(ckpt_path, map_location=device)
+        except ValueError as e:
+            raise UserError(f"--resume: {e}") from None
+        if state.get("data") != data_id:
+            raise UserError(f"--resume: {ckpt_path} was trained on other data ({state.get('data')}) than this run's "
+                            f"({data_id}); use the same data or a fresh --out")
         if state["config"] != dataclasses.asdict(cfg) | {"steps": state["config"]["steps"]}:
             raise UserError(f"--resume: {ckpt_path} was written with a different config "
                             f"({state['config']}); use a fresh --out or the same settings")
@@ -153,40 +155,31 @@ def train(cfg: TrainConfig, images: torch.Tensor, out_dir: str | os.PathLike, *,
         d.load_state_dict(state["d"])
         opt_g.load_state_dict(state["opt_g"])
         opt_d.load_state_dict(state["opt_d"])
-        data_gen.set_state(state["data_gen"])
+        batches.load(state)
         z_gen.set_state(state["z_gen"])
-        step, pos, perm = state["step"], state["pos"], state["perm"].to(device)
+        step = state["step"]
         log(f"resumed from {ckpt_path} at step {step}")
     elif resume:
         log(f"--resume: no checkpoint at {ckpt_path}, starting fresh")
 
     def write_checkpoint() -> None:
         checkpoint.save_atomic({
-            "config": dataclasses.asdict(cfg), "step": step, "pos": pos, "perm": perm.cpu(),
+            "config": dataclasses.asdict(cfg), "data": data_id, "step": step, **batches.state(),
             "g": g.state_dict(), "d": d.state_dict(), "opt_g": opt_g.state_dict(), "opt_d": opt_d.state_dict(),
-            "data_gen": data_gen.get_state(), "z_gen": z_gen.get_state(),
+            "z_gen": z_gen.get_state(),
         }, ckpt_path)
 
-    if graphed:  # built after any resume; the graph is captured on the first call, from the loaded state
-        from dcgan_ref.fast_step import make_graphed_step
-
-        step_fn = make_graphed_step(g, d, opt_g, opt_d, bf16=cfg.bf16)
-    else:
-        step_fn = make_step(g, d, opt_g, opt_d, cfg.bf16)
-    b, n = cfg.batch_size, len(data)
+    step_fn = setup.make_step()  # after any resume: a CUDA graph captures the state it starts from
+    b, n = cfg.batch_size, len(images)
     loss_sum = torch.zeros(2, device=device)
     window_start, window_steps, last = time.perf_counter(), 0, (math.nan, math.nan)
     t0, start_step = time.perf_counter(), step
     log(f"training {cfg.arch} on {n} images, {device}, batch {b}, {cfg.steps} steps "
-        f"({cfg.steps * b / n:.1f} epochs){', bf16' if cfg.bf16 else ''}{', CUDA graph' if graphed else ''}")
+        f"({cfg.steps * b / n:.1f} epochs), {setup.settings.describe()}")
     while step < cfg.steps:
-        if pos + b > n:  # new epoch: one randperm on the device
-            perm, pos = torch.randperm(n, device=device, generator=data_gen), 0
-        real = data[perm[pos:pos + b]]
-        if cfg.channels_last:
-            real = real.contiguous(memory_format=torch.channels_last)
-        pos += b
-        loss_sum += step_fn(real, arch.sample_z(b, device, z_gen))
+        # Losses accumulate on the device: reading them every step would sync host and
+        # device and, at batch 128 on a GPU, cost more than the step itself.
+        loss_sum += step_fn(batches.next(), arch.sample_z(b, device, z_gen))
         step += 1
         window_steps += 1
 
@@ -216,7 +209,7 @@ def train(cfg: TrainConfig, images: torch.Tensor, out_dir: str | os.PathLike, *,
                 mlflow.log_artifact(str(grid), "samples")
         if step % cfg.ckpt_every == 0 or step == cfg.steps:
             write_checkpoint()
-        if on_eval is not None and step in eval_steps:
+        if on_eval is not None and step in eval_steps:  # after the checkpoint: a crash in scoring loses nothing
             on_eval(step, g, d)
 
     wall = time.perf_counter() - t0
@@ -229,8 +222,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--data", required=True, help="training images: official CIFAR-10/SVHN folder, Imagenet32 "
                    "batches, an image-folder tree or its .tar.xz/.tar.gz/.zip")
     p.add_argument("--split", default="train")
-    p.add_argument("--dataset", choices=["cifar10", "svhn", "imagenet32"], help="official set to fetch if --data is empty")
-    p.add_argument("--no-download", action="store_true")
+    p.add_argument("--dataset", choices=["cifar10", "svhn", "imagenet32"],
+                   help="official set to fetch if --data is empty")
+    p.add_argument("--download", action="store_true", help="fetch the official files into --data if missing")
+    p.add_argument("--no-download", action="store_true", help=argparse.SUPPRESS)  # the default; kept for old scripts
     p.add_argument("--limit", type=int, help="use only the first N images")
     p.add_argument("--out", default="runs/train", help="checkpoints and sample grids go here")
     p.add_argument("--resume", action="store_true", help="continue from <out>/last.pt")
@@ -246,12 +241,10 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> None:
-    from dcgan_ref.data import load_split
-    from dcgan_ref.tracking import tracked_run
-
     args = build_parser().parse_args(argv)
     device = pick_device(args.device)
-    data = load_split(args.data, args.split, dataset=args.dataset, download=not args.no_download)
+    check_tracking_store()
+    data = load_split(args.data, args.split, dataset=args.dataset, download=args.download and not args.no_download)
     images = data.images[: args.limit] if args.limit else data.images
     cfg = TrainConfig(**{f.name: getattr(args, f.name) for f in dataclasses.fields(TrainConfig)})
     if args.epochs is not None:

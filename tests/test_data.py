@@ -469,6 +469,7 @@ def test_imageset_subset_and_validation():
 
 # -------------------------------------------------------------------------- real data
 
+@pytest.mark.slow
 def test_real_cifar10_jpeg_copy_test_split(shared_data):
     test = load_split(shared_data / "cifar10_jpeg.tar.xz", "test")
     assert test.images.shape == (10_000, 3, 32, 32)
@@ -476,6 +477,7 @@ def test_real_cifar10_jpeg_copy_test_split(shared_data):
     assert test.classes == CIFAR10_CLASSES and test.description == "CIFAR-10 (JPEG copy)"
 
 
+@pytest.mark.slow
 def test_real_lossless_slice_matches_the_jpeg_copy_image_for_image(shared_data):
     train = load_split(shared_data / "cifar10_lossless_slice.tar.xz", "train")
     test = load_split(shared_data / "cifar10_lossless_slice.tar.xz", "test")
@@ -490,6 +492,7 @@ def test_real_lossless_slice_matches_the_jpeg_copy_image_for_image(shared_data):
         assert error.max() < 15, f"class {label}: images do not line up ({error.tolist()})"
 
 
+@pytest.mark.slow
 def test_real_cifar10_jpeg_copy_train_split(shared_data):
     train = load_split(shared_data / "cifar10_jpeg.tar.xz", "train")
     assert train.images.shape == (50_000, 3, 32, 32)

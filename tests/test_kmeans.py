@@ -157,7 +157,7 @@ def test_shape_dtype_settings(fitted):
     features = extractor.transform(images[:5])
     assert features.shape == (5, 4 * K) == (5, extractor.feature_dim)
     assert features.dtype == torch.float32 and features.device == extractor.device
-    assert extractor.name == f"kmeans-{K}"
+    assert extractor.label == f"kmeans-{K}" and extractor.learns_from_data
     settings = extractor.settings()
     for key, value in {"k": K, "n_patches": N_PATCHES, "patch": 6, "iters": ITERS, "seed": SEED,
                        "whitening_eps": 0.1, "normalisation_eps": 10.0, "pooling": "quadrant-sum"}.items():

@@ -19,7 +19,7 @@ def _smoke(data, tmp_path, *extra):
 
 
 def test_cifar10_probe_smoke_runs_every_extractor(tiny_folder, tmp_path):
-    rows = run_protocol(CIFAR10_PROBE, _smoke(tiny_folder, tmp_path, "--extractor", "all"))
+    rows = [r.as_dict() for r in run_protocol(CIFAR10_PROBE, _smoke(tiny_folder, tmp_path, "--extractor", "all"))]
     got = {(r["extractor"], r["classifier"], r["metric"]): r for r in rows}
     dims = {r["extractor"]: r["feature_dim"] for r in rows}
     assert dims == {"dcgan (svhn32)": 7168, "random-init D (svhn32)": 7168, "pixels": 3072, "kmeans-16": 64}
@@ -30,34 +30,34 @@ def test_cifar10_probe_smoke_runs_every_extractor(tiny_folder, tmp_path):
     assert not (tmp_path / "results").exists()  # smoke never writes tables
     runs = mlflow.search_runs(experiment_names=["cifar10_probe"])
     parents = runs[runs["tags.mlflow.parentRunId"].isna()]
-    assert len(parents) == 5 and set(parents["status"]) == {"FINISHED"}
+    assert len(parents) == 4 and set(parents["status"]) == {"FINISHED"}  # one run per extractor: pixels fit once
     assert parents["tags.commit"].str.len().min() > 0 and parents["params.data_sha256"].str.len().min() == 64
     draws = runs[runs["tags.mlflow.runName"].str.startswith("label draw")]
-    assert len(draws) == 5 * PRESETS["smoke"].n_draws
+    assert len(draws) == 5 * PRESETS["smoke"].n_draws  # five (extractor, classifier) rows
 
 
 def test_a_crash_marks_the_run_failed_and_writes_no_table(tiny_folder, tmp_path, monkeypatch):
-    from benchmarks import probe
+    from benchmarks import evaluation
 
-    monkeypatch.setitem(PRESETS, "quick", dataclasses.replace(PRESETS["smoke"], name="quick"))
-    monkeypatch.setattr(probe, "label_draws_eval", lambda *a, **k: 1 / 0)
+    monkeypatch.setitem(PRESETS, "quick", dataclasses.replace(PRESETS["smoke"], name="quick", writes_results=True))
+    monkeypatch.setattr(evaluation, "label_draws_eval", lambda *a, **k: 1 / 0)
     argv = _smoke(tiny_folder, tmp_path, "--extractor", "pixels")
     argv[1] = "quick"
     with pytest.raises(ZeroDivisionError):
         run_protocol(CIFAR10_PROBE, argv)
     runs = mlflow.search_runs(experiment_names=["cifar10_probe"])
-    assert set(runs[runs["tags.mlflow.parentRunId"].isna()]["status"]) == {"FAILED"}
+    assert len(runs) == 1 and set(runs["status"]) == {"FAILED"}  # nothing is recorded before it is computed
     assert not (tmp_path / "results").exists()
 
 
 def test_quick_rows_are_written_and_labelled(tiny_folder, tmp_path, monkeypatch):
-    monkeypatch.setitem(PRESETS, "quick", dataclasses.replace(PRESETS["smoke"], name="quick"))
+    monkeypatch.setitem(PRESETS, "quick", dataclasses.replace(PRESETS["smoke"], name="quick", writes_results=True))
     argv = _smoke(tiny_folder, tmp_path, "--extractor", "pixels")
     argv[1] = "quick"
     run_protocol(CIFAR10_PROBE, argv)
     md = (tmp_path / "results" / "cifar10_probe.md").read_text()
-    ours = [line for line in md.splitlines() if line.startswith("| ours")]
-    assert len(ours) == 1 and "| quick" in ours[0]
+    ours = [line for line in md.splitlines() if line.startswith("| pixels + L2-SVM")]
+    assert len(ours) == 2 and all("| quick" in line for line in ours)  # all labels and 400/class
 
 
 def test_missing_cifar10_fails_fast_naming_the_files(tmp_path, capsys):
@@ -98,7 +98,8 @@ def _write_svhn(folder, n_train=700, n_test=200, seed=0):
 
 def test_svhn_1000_smoke_with_supervised_control(tmp_path):
     data = _write_svhn(tmp_path / "svhn")
-    rows = run_protocol(SVHN_1000, _smoke(data, tmp_path, "--extractor", "dcgan,supervised", "--trials", "1"))
+    rows = [r.as_dict() for r in run_protocol(SVHN_1000, _smoke(data, tmp_path, "--extractor", "dcgan,supervised",
+                                                                 "--trials", "1"))]
     metrics = {(r["extractor"], r["metric"]) for r in rows}
     assert metrics == {("dcgan (svhn32)", "test_error_1000"), ("supervised CNN (svhn32)", "val_error_1000"),
                        ("supervised CNN (svhn32)", "test_error_1000")}
@@ -109,5 +110,5 @@ def test_svhn_1000_smoke_with_supervised_control(tmp_path):
 def test_the_authors_discriminator_runs_in_the_cifar10_probe(tiny_folder, tmp_path, shared_data):
     rows = run_protocol(CIFAR10_PROBE, _smoke(tiny_folder, tmp_path, "--discriminator",
                                               f"newmu-svhn:{shared_data / 'newmu_svhn_dcgan'}"))
-    assert {r["extractor"] for r in rows} == {"newmu-svhn (authors' release)"}
-    assert {r["feature_dim"] for r in rows} == {7168} and {r["gan_data"] for r in rows} == {"-"}
+    assert {r.extractor for r in rows} == {"newmu-svhn (authors' release)"}
+    assert {r.feature_dim for r in rows} == {7168} and {r.gan_data for r in rows} == {"-"}

@@ -1,13 +1,16 @@
 """Results tables: paper rows beside ours, own rows replaced, nothing else touched."""
+import dataclasses
+
 import pandas as pd
 
 from benchmarks.results import COLUMNS, write_results
+from benchmarks.row import ResultRow
 
 
 def _row(extractor, value, preset="quick", metric="test_accuracy"):
-    return {"protocol": "cifar10_probe", "dataset": "CIFAR-10 (JPEG copy)", "extractor": extractor,
-            "classifier": "L2-SVM", "gan_data": "-", "preset": preset, "metric": metric, "value": value,
-            "commit": "abc", "device": "cpu", "seed": 0}
+    return ResultRow(protocol="cifar10_probe", dataset="CIFAR-10 (JPEG copy)", extractor=extractor,
+                     classifier="L2-SVM", gan_data="-", preset=preset, metric=metric, value=value,
+                     commit="abc1234567", device="cpu", seed=0)
 
 
 def test_write_replaces_only_the_runs_own_rows(tmp_path):
@@ -26,9 +29,19 @@ def test_markdown_shows_paper_and_ours_with_presets(tmp_path):
                           tmp_path)
     text = md.read_text()
     assert "never edited by hand" in text
-    line = next(l for l in text.splitlines() if "| ours" in l)
-    assert "quick" in line and "40" in line and "39" in line  # both metrics on one line
-    assert any("82.8" in l and "paper" in l for l in text.splitlines())
+    compact = text.split("<details>")[0]
+    ours = [line for line in compact.splitlines() if line.startswith("| pixels")]
+    assert len(ours) == 2 and all("quick" in line for line in ours)  # one line per result
+    assert len(ours[0].strip("|").split("|")) <= 8  # the compact view is at most 8 columns
+    assert any("82.8" in line for line in compact.splitlines())  # the paper's rows are listed
+    assert "abc1234567" in text.split("<details>")[1]  # full provenance, folded
+
+
+def test_compact_view_puts_the_paper_value_beside_ours(tmp_path):
+    _, md = write_results("cifar10_probe", [_row("kmeans-1600", 75.9, preset="paper")], tmp_path)
+    line = next(line for line in md.read_text().splitlines() if line.startswith("| kmeans-1600"))
+    cells = [c.strip() for c in line.strip("|").split("|")]
+    assert cells[3:6] == ["75.90", "77.90", "-2.00"]  # ours, paper (Coates & Ng), difference
 
 
 def test_svhn_table_carries_every_paper_row(tmp_path):
@@ -38,8 +51,37 @@ def test_svhn_table_carries_every_paper_row(tmp_path):
 
 
 def test_rows_with_a_batch_size_are_replaced_after_a_csv_round_trip(tmp_path):
-    row = _row("svhn32", 1000.0, metric="train_img_per_s") | {"protocol": "throughput", "batch": 128}
+    row = dataclasses.replace(_row("svhn32", 1000.0, metric="train_img_per_s"), protocol="throughput", batch=128)
     write_results("throughput", [row], tmp_path)
-    write_results("throughput", [row | {"value": 2000.0}], tmp_path)
+    write_results("throughput", [dataclasses.replace(row, value=2000.0)], tmp_path)
     df = pd.read_csv(tmp_path / "throughput.csv")
     assert df["value"].tolist() == [2000.0]
+
+
+def _write_many(args):
+    results_dir, worker, n = args
+    for i in range(n):
+        write_results("cifar10_probe", [_row(f"w{worker}-{i}", float(i))], results_dir)
+
+
+def test_concurrent_writers_lose_no_row(tmp_path):
+    """Two processes x 15 writes each: every row survives (without the lock, most were lost)."""
+    import multiprocessing as mp
+
+    with mp.get_context("spawn").Pool(2) as pool:
+        pool.map(_write_many, [(tmp_path, 0, 15), (tmp_path, 1, 15)])
+    df = pd.read_csv(tmp_path / "cifar10_probe.csv")
+    assert sorted(df[df.source == "ours"]["extractor"]) == sorted(f"w{w}-{i}" for w in (0, 1) for i in range(15))
+
+
+def test_a_held_lock_times_out_with_a_clear_error(tmp_path):
+    import fcntl
+
+    import pytest
+
+    from dcgan_ref.errors import UserError
+
+    with open(tmp_path / ".cifar10_probe.lock", "a") as held:
+        fcntl.flock(held, fcntl.LOCK_EX)
+        with pytest.raises(UserError, match="another run has held .*cifar10_probe.lock"):
+            write_results("cifar10_probe", [_row("pixels", 1.0)], tmp_path, lock_timeout_s=0.2)

@@ -7,8 +7,15 @@ import pytest
 import torch
 from torch.nn import functional as F
 
-from baselines.supervised import (SupervisedCNN, SupervisedConfig, _translate, evaluate_error, random_search,
-                                  sample_config, train_classifier)
+from baselines.supervised import (
+    SupervisedCNN,
+    SupervisedConfig,
+    _translate,
+    evaluate_error,
+    random_search,
+    sample_config,
+    train_classifier,
+)
 from dcgan_ref.models import Discriminator, get_architecture
 
 # 10 distinct colours (corners of the RGB cube + two extras), one per class.

@@ -66,9 +66,9 @@ def test_truncated_checkpoint_is_a_clear_error(tmp_path):
 
 
 def test_nan_loss_stops_the_run_and_marks_it_failed(tmp_folder_cli, monkeypatch, capsys):
-    import dcgan_ref.train as train_mod
+    from dcgan_ref.step import GanSetup
 
-    real_make_step = train_mod.make_step
+    real_make_step = GanSetup.make_step
 
     def poisoned(*args, **kwargs):
         step = real_make_step(*args, **kwargs)
@@ -81,7 +81,7 @@ def test_nan_loss_stops_the_run_and_marks_it_failed(tmp_folder_cli, monkeypatch,
 
         return wrapped
 
-    monkeypatch.setattr(train_mod, "make_step", poisoned)
+    monkeypatch.setattr(GanSetup, "make_step", poisoned)
     argv = tmp_folder_cli + ["--steps", "4", "--log-every", "2"]
     with pytest.raises(TrainingDiverged, match="non-finite loss at step 2"):
         main(argv)
@@ -117,3 +117,25 @@ def test_bad_data_exits_non_zero_with_a_message(tmp_path, capsys):
 def tmp_folder_cli(tiny_folder, tmp_path):
     return ["--data", str(tiny_folder), "--arch", "svhn32", "--batch-size", "16", "--limit", "64",
             "--out", str(tmp_path / "run")]
+
+
+def test_a_checkpoint_that_would_run_code_is_refused(tmp_path):
+    """A pickle that calls a function on load is refused, and the function never runs."""
+    import os
+
+    marker = tmp_path / "ran"
+
+    class Payload:
+        def __reduce__(self):
+            return (os.system, (f"touch {marker}",))
+
+    path = tmp_path / "last.pt"
+    torch.save({"config": {"arch": "svhn32"}, "d": Payload()}, path)
+    with pytest.raises(ValueError, match="could run code"):
+        checkpoint.load(path)
+    assert not marker.exists()
+
+
+def test_checkpoints_are_ordinary_files(tmp_path):
+    path = checkpoint.save_atomic({"step": torch.tensor(1)}, tmp_path / "last.pt")
+    assert path.stat().st_mode & 0o777 == 0o644

@@ -1,0 +1,71 @@
+"""The classifiers a protocol fits on features, behind one interface: ``sweep`` returns a
+fitted predictor per hyperparameter value, so choosing it on validation is one call.
+
+``CLASSIFIERS`` maps the ``--classifier`` names to them; each names the preset field that
+holds its grid.
+"""
+from __future__ import annotations
+
+from typing import Any, Callable, Protocol, Sequence
+
+import torch
+
+from benchmarks import knn, svm
+
+Predictor = Callable[[torch.Tensor], torch.Tensor]
+
+
+class Classifier(Protocol):
+    name: str         # as shown in tables
+    hyper: str        # the hyperparameter chosen on validation
+    preset_grid: str  # the Preset field holding its grid
+
+    def sweep(self, x: torch.Tensor, y: torch.Tensor, grid: Sequence[Any]) -> dict[Any, Predictor]:
+        """One fitted predictor per grid value (warm-started where that helps)."""
+
+    def diagnostics(self) -> list[dict[str, Any]]:
+        """One record per fit since construction (solver convergence etc.)."""
+
+
+class L2SVMClassifier:
+    name, hyper, preset_grid = "L2-SVM", "C", "C_grid"
+
+    def __init__(self, n_classes: int, backend: str = "torch") -> None:
+        self.n_classes, self.backend = n_classes, backend
+        self._fits: list[dict[str, Any]] = []
+
+    def sweep(self, x, y, grid):
+        models, prev = {}, None
+        for c in sorted(grid):  # small C first: each solution warm-starts the next
+            prev = svm.fit_l2svm(x, y, c, n_classes=self.n_classes, backend=self.backend, init=prev)
+            self._fits.append({"C": c, "n_train": len(x), "n_iter": prev.n_iter, "n_passes": prev.n_passes,
+                               "converged": prev.converged, "rel_gap": prev.rel_gap})
+            models[c] = prev.predict
+        return models
+
+    def diagnostics(self):
+        return list(self._fits)
+
+
+class KNNClassifier:
+    name, hyper, preset_grid = "KNN", "k", "knn_grid"
+
+    def __init__(self, n_classes: int) -> None:
+        self.n_classes = n_classes
+
+    def sweep(self, x, y, grid):
+        """Predictors for every k from ONE neighbour search per query set (cached on the query)."""
+        k_max, cache = max(grid), {}
+
+        def neighbours(q: torch.Tensor) -> torch.Tensor:
+            if cache.get("query") is not q:
+                cache.update(query=q, labels=y[knn.nearest(x, q, min(k_max, len(x)))])
+            return cache["labels"]
+
+        return {k: (lambda q, k=k: knn.vote(neighbours(q)[:, :k], self.n_classes)) for k in grid}
+
+    def diagnostics(self):
+        return []
+
+
+CLASSIFIERS: dict[str, type] = {"svm": L2SVMClassifier, "knn": KNNClassifier}

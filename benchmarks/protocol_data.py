@@ -1,0 +1,63 @@
+"""A protocol's labelled and unlabelled images: train/test subsets as the preset asks, the
+validation split, and what the unsupervised extractors fit on."""
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+
+import torch
+
+from benchmarks.run_context import RunContext
+from benchmarks.splits import balanced_subset, class_balanced_split
+from dcgan_ref.data import ImageSet, load_split
+from dcgan_ref.errors import DataError
+
+
+@dataclass
+class ProtocolData:
+    train: ImageSet
+    test: ImageSet
+    val_idx: torch.Tensor      # validation split of train (chooses C, k and the GAN's length)
+    rest_idx: torch.Tensor     # train minus validation (label draws come from here)
+    gan_images: torch.Tensor   # what the unsupervised extractors fit on
+    gan_description: str
+
+
+def load_data(run: RunContext, log=print) -> ProtocolData:
+    preset, spec, seed = run.preset, run.spec, run.seed
+    t0 = time.perf_counter()
+    train, test = _load_splits(run.data, ("train", "test"), run.dataset, run.download)
+    train = train.subset(balanced_subset(train.labels, preset.train_images, seed))
+    test = test.subset(balanced_subset(test.labels, preset.test_images, seed + 1))
+    n_val = preset.val_images or spec.n_val(len(train))
+    val_idx, rest_idx = class_balanced_split(train.labels, n_val, seed + 2)
+
+    if run.gan_data == "train":
+        gan_images, gan_desc = train.images, f"{train.description} train"
+    elif run.gan_data == "train-minus-val":  # SVHN: the GAN never sees the validation images
+        gan_images, gan_desc = train.images[rest_idx], f"{train.description} train minus validation"
+    elif run.gan_data == "train+extra":
+        extra = load_split(run.data, "extra", dataset=run.dataset, download=run.download)
+        gan_images, gan_desc = torch.cat([train.images[rest_idx], extra.images]), f"{train.description} train+extra"
+    else:
+        other = load_split(run.gan_data, run.gan_split, download=False)
+        gan_images, gan_desc = other.images, f"{other.description} {run.gan_split}"
+    if preset.gan_images is not None and preset.gan_images < len(gan_images):
+        keep = torch.randperm(len(gan_images), generator=torch.Generator().manual_seed(seed + 3))
+        gan_images = gan_images[keep[: preset.gan_images]]
+    log(f"data: {train.description}: {len(train)} train ({len(val_idx)} validation), {len(test)} test; "
+        f"GAN/unsupervised data: {gan_desc} ({len(gan_images)} images); loaded in {time.perf_counter() - t0:.1f} s")
+    return ProtocolData(train, test, val_idx, rest_idx, gan_images, gan_desc)
+
+
+def _load_splits(spec: str, splits: tuple[str, ...], dataset: str, download: bool) -> list[ImageSet]:
+    """Every split the protocol needs; when some are missing or bad, one error naming them all."""
+    loaded, errors = [], []
+    for split in splits:
+        try:
+            loaded.append(load_split(spec, split, dataset=dataset, download=download))
+        except DataError as e:
+            errors.append(str(e))
+    if errors:
+        raise DataError("\n".join(dict.fromkeys(errors)))  # one message per problem, not per split
+    return loaded

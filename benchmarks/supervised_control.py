@@ -1,0 +1,42 @@
+"""The SVHN table's control as an evaluator of its own: a supervised CNN with D's
+architecture, trained on the protocol's labels only, tuned by random search on validation
+(docs/PAPER.md, Table 2), the test split scored once with the winner."""
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+import time
+from typing import Any
+
+from baselines.supervised import evaluate_error, random_search
+from benchmarks.protocol_data import ProtocolData
+from benchmarks.row import ResultRow
+from benchmarks.run_context import RunContext
+from benchmarks.splits import draw_per_class
+from dcgan_ref.tracking import provenance, tracked_run
+
+
+def evaluate_supervised(run: RunContext, data: ProtocolData, config: dict[str, Any], log=print) -> list[ResultRow]:
+    import mlflow
+
+    t0, device = time.perf_counter(), run.device
+    idx = draw_per_class(data.train.labels, data.rest_idx, run.per_class, run.seed * 1000)  # the first draw's labels
+    x, y = data.train.images, data.train.labels
+    label = f"supervised CNN ({run.arch})"
+    with tracked_run(run.spec.name, f"{label} [{run.preset.name}]", config | {"extractor": label, "trials": run.trials},
+                     device) as mlflow_run:
+        result = random_search(run.arch, x[idx].to(device), y[idx].to(device), x[data.val_idx].to(device),
+                               y[data.val_idx].to(device), trials=run.trials, seed=run.seed, device=device,
+                               n_classes=len(data.train.classes), max_epochs=run.preset.supervised_max_epochs)
+        test_error = evaluate_error(result.model, data.test.images.to(device), data.test.labels.to(device))
+        mlflow.log_metrics({"val_error_1000": result.val_error, "test_error_1000": test_error})
+        mlflow.log_dict({"trials": result.trials, "best": dataclasses.asdict(result.best)}, "random_search.json")
+        log(f"[{label}] {run.trials} trials: val error {result.val_error:.2f}%, test error {test_error:.2f}%")
+        prov, wall = provenance(device), time.perf_counter() - t0
+        common = dict(protocol=run.spec.name, dataset=data.train.description, extractor=label, classifier="CNN",
+                      gan_data="-", preset=run.preset.name, n_draws=1, wall_s=round(wall, 1), device=prov["device"],
+                      torch=prov["torch"], commit=prov["commit"], dirty=prov["dirty"], date=dt.date.today().isoformat(),
+                      seed=run.seed, data_sha256=data.train.sha256, mlflow_run_id=mlflow_run.info.run_id,
+                      notes=f"{run.trials} random-search trials on validation")
+        return [ResultRow(**common, metric="val_error_1000", value=round(result.val_error, 3)),
+                ResultRow(**common, metric="test_error_1000", value=round(test_error, 3))]

@@ -1,0 +1,88 @@
+"""What the protocols promise about honesty: no choice looks at the test labels, each
+protocol uses its paper architecture, an unconverged SVM is reported, bad numbers are
+refused before any data is read."""
+from __future__ import annotations
+
+import dataclasses
+
+import pytest
+import torch
+
+from benchmarks import protocol
+from benchmarks.presets import PRESETS
+from benchmarks.protocol import CIFAR10_PROBE, SVHN_1000, run_protocol
+from benchmarks.run_context import parse_run
+from dcgan_ref.errors import run_cli
+
+
+def _smoke(data, tmp_path, *extra):
+    return ["--preset", "smoke", "--data", str(data), "--out", str(tmp_path / "runs"), *extra]
+
+
+def test_scrambled_test_labels_change_no_choice(tiny_folder, tmp_path, monkeypatch):
+    """C, k and the GAN's length are chosen on validation: scrambling the test labels may
+    change test accuracy but no choice."""
+    monkeypatch.setitem(PRESETS, "smoke", dataclasses.replace(PRESETS["smoke"], eval_epochs=(0.125,)))
+    argv = _smoke(tiny_folder, tmp_path, "--extractor", "dcgan,pixels", "--classifier", "svm,knn")
+    honest = run_protocol(CIFAR10_PROBE, argv)
+    load = protocol.load_data
+
+    def scrambled(run, log=print):
+        data = load(run, log)
+        perm = torch.randperm(len(data.test), generator=torch.Generator().manual_seed(0))
+        data.test = dataclasses.replace(data.test, labels=data.test.labels[perm])
+        return data
+
+    monkeypatch.setattr(protocol, "load_data", scrambled)
+    scrambled_rows = run_protocol(CIFAR10_PROBE, argv)
+    choices = [[(r.extractor, r.classifier, r.metric, r.C, r.k, r.notes) for r in rows]
+               for rows in (honest, scrambled_rows)]
+    assert choices[0] == choices[1]
+    assert any("chosen on validation" in r.notes for r in honest)  # the GAN length was a choice here
+    assert [r.value for r in honest] != [r.value for r in scrambled_rows]  # the scramble did bite
+
+
+def test_each_protocol_runs_its_paper_architecture():
+    assert parse_run(CIFAR10_PROBE, ["--preset", "paper", "--device", "cpu"]).arch == "imagenet32"
+    assert parse_run(SVHN_1000, ["--preset", "paper", "--device", "cpu"]).arch == "svhn32"
+    assert parse_run(SVHN_1000, ["--preset", "quick", "--device", "cpu"]).arch == "svhn32"
+    assert parse_run(CIFAR10_PROBE, ["--preset", "paper", "--arch", "svhn32", "--device", "cpu"]).arch == "svhn32"
+    recipe = parse_run(SVHN_1000, ["--preset", "newmu-svhn", "--device", "cpu"]).preset
+    assert (recipe.lr, recipe.batch_size, recipe.gan_epochs) == (5e-4, 64, 200)
+    assert parse_run(CIFAR10_PROBE, ["--preset", "faces", "--device", "cpu"]).preset.weight_decay == 1e-5
+
+
+def test_an_unconverged_svm_solve_is_reported_in_the_row(tiny_folder, tmp_path, monkeypatch, capsys):
+    from benchmarks import svm
+
+    fit = svm.fit_l2svm
+    monkeypatch.setattr(svm, "fit_l2svm", lambda *a, **k: dataclasses.replace(fit(*a, **k), converged=False,
+                                                                                rel_gap=0.5))
+    rows = run_protocol(CIFAR10_PROBE, _smoke(tiny_folder, tmp_path, "--extractor", "pixels"))
+    assert all("SVM solves stopped unconverged" in r.notes and "gap 5.0e-01" in r.notes for r in rows)
+    assert "warning:" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("bad, message", [
+    (["--draws", "-1"], "argument --draws: '-1' is not an integer >= 1"),
+    (["--draws", "0"], "argument --draws: '0' is not an integer >= 1"),
+    (["--gan-epochs", "-1"], "argument --gan-epochs: '-1' is not a number > 0"),
+    (["--trials", "x"], "argument --trials: 'x' is not an integer >= 1"),
+    (["--seed", "-3"], "argument --seed: '-3' is not an integer >= 0"),
+])
+def test_bad_numbers_exit_2_before_any_data_is_read(bad, message, tmp_path, capsys, monkeypatch):
+    monkeypatch.setattr(protocol, "load_data", lambda *a, **k: pytest.fail("data was read"))
+    from benchmarks import cifar10_probe
+
+    with pytest.raises(SystemExit) as exit_info:
+        run_cli(cifar10_probe.main, ["--data", str(tmp_path), *bad])
+    assert exit_info.value.code == 2 and message in capsys.readouterr().err
+
+
+def test_an_architecture_for_another_image_size_is_an_error(tiny_folder, tmp_path, capsys):
+    from benchmarks import cifar10_probe
+
+    with pytest.raises(SystemExit) as exit_info:
+        run_cli(cifar10_probe.main, _smoke(tiny_folder, tmp_path, "--extractor", "random-d", "--arch", "dcgan64"))
+    err = capsys.readouterr().err
+    assert exit_info.value.code == 2 and "dcgan64 D for 64x64 images" in err and "are 32x32" in err
