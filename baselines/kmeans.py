@@ -34,6 +34,7 @@ from typing import Any
 import torch
 
 from baselines.registry import BuildContext, register
+from dcgan_ref.progress import Progress
 
 NORM_EPS = 10.0  # added to the per-patch variance (assumes 0..255 pixel values)
 WHITEN_EPS = 0.1  # added to the covariance eigenvalues in ZCA
@@ -159,6 +160,7 @@ def run_kmeans(
     centroids = centroids.to(device=x.device, dtype=x.dtype)
     x2 = (x * x).sum(dim=1)
     history: list[float] = []
+    progress = Progress(f"K-means ({k} centroids, {len(x):,} patches)", iters, unit="iterations")
     for _ in range(iters):
         half_c2 = 0.5 * (centroids * centroids).sum(dim=1)  # argmax x.c - ||c||^2/2 = nearest c
         summation = torch.zeros_like(centroids)
@@ -172,6 +174,7 @@ def run_kmeans(
             counts += torch.bincount(labels, minlength=k)
         centroids = summation / counts.clamp_min(1).unsqueeze(1).to(x.dtype)  # empty -> 0 / 1 = 0
         history.append(sq_dist.item() / len(x))
+        progress.update()
     return centroids, history
 
 
@@ -293,12 +296,14 @@ class KMeansExtractor:
         proj = self.whitening_.float()
         bias = (self.mean_ @ self.whitening_).float()  # (x - M) P = x P - M P
         out = torch.empty(len(images), self.feature_dim, device=self.device)
+        progress = Progress(f"K-means encoding ({self.k} centroids)", len(images))
         for start in range(0, len(images), self.batch_size):
             batch = images[start : start + self.batch_size].to(self.device).float()
             patches = image_patches(batch, self.patch)  # (B * rows * cols, d)
             patches = normalize_patches(patches)
             activations = triangle_encode(patches @ proj - bias, self.centroids_)
             out[start : start + len(batch)] = quadrant_sum_pool(activations.view(len(batch), rows, cols, self.k))
+            progress.update(len(batch))
         return out
 
 

@@ -31,6 +31,8 @@ class BuildContext:
     out_dir: Path                # where a trained extractor writes checkpoints and samples
     arch: str                    # DCGAN architecture
     gan_epochs: float
+    lr: float = 2e-4
+    weight_decay: float = 0.0
     eval_epochs: tuple[float, ...] = ()  # GAN lengths scored on validation
     batch_size: int = 128
     bf16: bool = False
@@ -39,6 +41,7 @@ class BuildContext:
     kmeans_patches: int = 400_000
     bn_mode: str = "population"
     discriminator: str | None = None     # a pretrained D (``--discriminator``)
+    resume: bool = False                 # continue an interrupted training from its checkpoint in ``out_dir``
 
 
 Factory = Callable[..., FeatureExtractor]

@@ -6,6 +6,7 @@ holds its grid.
 """
 from __future__ import annotations
 
+import time
 from typing import Any, Callable, Protocol, Sequence
 
 import torch
@@ -30,16 +31,21 @@ class Classifier(Protocol):
 class L2SVMClassifier:
     name, hyper, preset_grid = "L2-SVM", "C", "C_grid"
 
-    def __init__(self, n_classes: int, backend: str = "torch") -> None:
-        self.n_classes, self.backend = n_classes, backend
+    def __init__(self, n_classes: int, backend: str = "torch", log=print, quiet_below_s: float = 5.0) -> None:
+        self.n_classes, self.backend, self.log, self.quiet_below_s = n_classes, backend, log, quiet_below_s
         self._fits: list[dict[str, Any]] = []
 
     def sweep(self, x, y, grid):
         models, prev = {}, None
         for c in sorted(grid):  # small C first: each solution warm-starts the next
+            t0 = time.perf_counter()
             prev = svm.fit_l2svm(x, y, c, n_classes=self.n_classes, backend=self.backend, init=prev)
-            self._fits.append({"C": c, "n_train": len(x), "n_iter": prev.n_iter, "n_passes": prev.n_passes,
-                               "converged": prev.converged, "rel_gap": prev.rel_gap})
+            fit = {"C": c, "n_train": len(x), "n_iter": prev.n_iter, "n_passes": prev.n_passes,
+                   "converged": prev.converged, "rel_gap": prev.rel_gap, "seconds": time.perf_counter() - t0}
+            self._fits.append(fit)
+            if fit["seconds"] >= self.quiet_below_s:  # a long sweep says where it is; a fast one stays quiet
+                self.log(f"    L2-SVM C={c:g} on {len(x):,} x {x.shape[1]:,}: {prev.n_iter} iterations, "
+                         f"{prev.n_passes} passes, gap {prev.rel_gap:.1e}, {fit['seconds']:.1f} s")
             models[c] = prev.predict
         return models
 

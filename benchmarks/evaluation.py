@@ -65,11 +65,18 @@ def _choose(val_scores: dict[Any, float]) -> Any:
     return max(sorted(val_scores), key=lambda h: val_scores[h])
 
 
+Rows = "torch.Tensor | slice"  # row indices, or a slice (a view: no copy of the feature matrix)
+
+
+def _rows(rows, device: torch.device):
+    return rows if isinstance(rows, slice) else rows.to(device)
+
+
 def full_data_eval(clf: Classifier, x: torch.Tensor, y: torch.Tensor, x_test: torch.Tensor, y_test: torch.Tensor,
-                   val_idx: torch.Tensor, fit_idx: torch.Tensor, grid: Sequence[Any]) -> Evaluation:
+                   val_idx: Rows, fit_idx: Rows, grid: Sequence[Any]) -> Evaluation:
     """Choose the hyperparameter on (fit -> val), refit on all training data, score test once."""
     dev = x.device
-    vi, fi = val_idx.to(dev), fit_idx.to(dev)
+    vi, fi = _rows(val_idx, dev), _rows(fit_idx, dev)
     predictors = clf.sweep(x[fi], y[fi], grid)
     x_val, y_val = x[vi], y[vi]
     val_scores = {h: accuracy(p(x_val), y_val) for h, p in predictors.items()}
@@ -79,7 +86,7 @@ def full_data_eval(clf: Classifier, x: torch.Tensor, y: torch.Tensor, x_test: to
 
 
 def label_draws_eval(clf: Classifier, x: torch.Tensor, y: torch.Tensor, x_test: torch.Tensor, y_test: torch.Tensor,
-                     val_idx: torch.Tensor, pool_idx: torch.Tensor, per_class: int, n_draws: int, seed: int,
+                     val_idx: Rows, pool_idx: torch.Tensor, per_class: int, n_draws: int, seed: int,
                      grid: Sequence[Any]) -> Evaluation:
     """Label-scarce: ``n_draws`` class-balanced draws of ``per_class`` labels from ``pool_idx``.
 
@@ -87,7 +94,8 @@ def label_draws_eval(clf: Classifier, x: torch.Tensor, y: torch.Tensor, x_test: 
     (the authors' SVHN procedure); test accuracy is then mean ± std over the draws.
     """
     dev = x.device
-    x_val, y_val = x[val_idx.to(dev)], y[val_idx.to(dev)]
+    vi = _rows(val_idx, dev)
+    x_val, y_val = x[vi], y[vi]
     per_draw = []
     for i in range(n_draws):
         draw_seed = seed * 1000 + i

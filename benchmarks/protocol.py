@@ -52,10 +52,11 @@ def build_context(run: RunContext, data: ProtocolData, out_dir: Path) -> registr
     p = run.preset
     return registry.BuildContext(
         device=run.device, seed=run.seed, image_size=data.train.images.shape[-1],
-        n_fit_images=len(data.gan_images), out_dir=out_dir, arch=run.arch, gan_epochs=p.gan_epochs,
+        n_fit_images=len(data.gan_images), out_dir=out_dir, arch=run.arch, gan_epochs=p.gan_epochs, lr=p.lr,
+        weight_decay=p.weight_decay,
         eval_epochs=p.eval_epochs, batch_size=p.batch_size, bf16=p.bf16, channels_last=p.channels_last,
         cuda_graph=p.cuda_graph, kmeans_patches=p.kmeans_patches, bn_mode=run.bn_mode,
-        discriminator=run.discriminator)
+        discriminator=run.discriminator, resume=run.resume)
 
 
 def make_validator(run: RunContext, data: ProtocolData, x: torch.Tensor, y: torch.Tensor):
@@ -66,16 +67,16 @@ def make_validator(run: RunContext, data: ProtocolData, x: torch.Tensor, y: torc
     no label the protocol does not allow; the validation split itself is the protocol's.
     """
     fit_idx = draw_per_class(data.train.labels, data.rest_idx, run.per_class, run.seed * 1000).to(x.device)
-    val_idx = data.val_idx.to(x.device)
+    val_rows = data.val_rows
     grid = run.preset.C_grid[::2]  # every other C: a score to rank lengths by, not the final choice
 
     def validate(extractor: FeatureExtractor) -> float:
-        f, v = extractor.transform(x[fit_idx]), extractor.transform(x[val_idx])
+        f, v = extractor.transform(x[fit_idx]), extractor.transform(x[val_rows])
         std = Standardizer.fit(f)
         clf = CLASSIFIERS["svm"](len(data.train.classes))
         preds = clf.sweep(std.apply_(f), y[fit_idx], grid)
         v = std.apply_(v)
-        return max(evaluation.accuracy(p(v), y[val_idx]) for p in preds.values())
+        return max(evaluation.accuracy(p(v), y[val_rows]) for p in preds.values())
 
     return validate
 
@@ -120,12 +121,12 @@ def evaluate(run: RunContext, data: ProtocolData, feats: Features, kind: str, lo
     scored = []
     if spec.full_data:
         clf = cls(n_classes)
-        ev = evaluation.full_data_eval(clf, feats.train, y, feats.test, y_test, data.val_idx, data.rest_idx, grid)
+        ev = evaluation.full_data_eval(clf, feats.train, y, feats.test, y_test, data.val_rows, data.fit_rows, grid)
         scored.append(Scored("test_accuracy", ev.test_accuracy, ev, clf.diagnostics()))
         log(f"  all labels: {clf.hyper}={ev.chosen:g} (val {ev.val_scores[ev.chosen]:.2f}%) -> test "
             f"{ev.test_accuracy:.2f}%")
     clf = cls(n_classes)
-    ev = evaluation.label_draws_eval(clf, feats.train, y, feats.test, y_test, data.val_idx, data.rest_idx,
+    ev = evaluation.label_draws_eval(clf, feats.train, y, feats.test, y_test, data.val_rows, data.rest_idx,
                                      run.per_class, run.draws, run.seed, grid)
     value = 100.0 - ev.test_accuracy if spec.report_error else ev.test_accuracy
     scored.append(Scored(spec.draws_metric, value, ev, clf.diagnostics()))
@@ -190,7 +191,8 @@ def evaluate_extractor(run: RunContext, data: ProtocolData, name: str, kinds: li
     import mlflow
 
     t0 = time.perf_counter()
-    out_dir = run.out / run.spec.name / f"{dt.datetime.now():%Y%m%d-%H%M%S}-{name}"
+    # One folder per (extractor, preset, seed, data), so --resume finds an interrupted run's checkpoint.
+    out_dir = run.out / run.spec.name / f"{name}-{run.preset.name}-seed{run.seed}-{data.train.sha256[:8]}"
     extractor = registry.build(name, build_context(run, data, out_dir))
     config = _base_config(run, data) | {"extractor": extractor.label, "classifiers": kinds,
                                         "extractor_settings": extractor.settings()}

@@ -61,6 +61,7 @@ class RunContext:
     trials: int
     seed: int
     download: bool
+    resume: bool
     out: Path
     results_dir: Path | None
     write_results: bool
@@ -94,6 +95,8 @@ def build_parser(spec: ProtocolSpec) -> argparse.ArgumentParser:
                    help="fetch the official files into --data when they are missing (default: only into data/<set>)")
     p.add_argument("--no-download", action="store_true", help="never fetch, not even into data/<set>")
     p.add_argument("--out", default="runs", help="GAN checkpoints and samples go under <out>/<protocol>/")
+    p.add_argument("--resume", action="store_true",
+                   help="continue an interrupted GAN training from its checkpoint under --out (same settings)")
     p.add_argument("--results-dir", help="where the tables go (default: the repo's results/)")
     p.add_argument("--no-results", action="store_true", help="do not write results/ (smoke never does)")
     return p
@@ -137,6 +140,6 @@ def parse_run(spec: ProtocolSpec, argv: list[str] | None, log=print) -> RunConte
         # A mistyped --data must not become a download target: fetch only into the default
         # folder, or where asked to.
         download=not args.no_download and (args.download or args.data == f"data/{spec.default_dataset}"),
-        out=Path(args.out), results_dir=Path(args.results_dir) if args.results_dir else None,
+        resume=args.resume, out=Path(args.out), results_dir=Path(args.results_dir) if args.results_dir else None,
         write_results=preset.writes_results and not args.no_results,
     )

@@ -13,6 +13,7 @@ from typing import Any, Callable
 
 import torch
 
+from dcgan_ref import checkpoint
 from dcgan_ref.features import BN_MODES, pooled_features, set_population_bn_stats
 from dcgan_ref.models import Discriminator, build_gan, feature_dim
 from dcgan_ref.train import TrainConfig, train
@@ -25,6 +26,8 @@ class DCGANExtractor:
         label: the name results tables show, e.g. ``"dcgan (svhn32)"``.
         discriminator: a D to start from (a pretrained one); default: a fresh paper-init D.
         eval_steps: training steps at which ``validate`` scores D; the best one is kept.
+        resume: continue an interrupted training from ``out_dir/last.pt``; the scores and
+            the best D found before the interruption come from ``out_dir/length_choice.pt``.
         bn_mode: batchnorm at extraction, ``"population"`` (statistics over the fit images)
             or ``"batch"`` (each extraction batch's).
     """
@@ -32,13 +35,14 @@ class DCGANExtractor:
     def __init__(self, arch: str, *, train_cfg: TrainConfig | None, label: str,
                  discriminator: Discriminator | None = None, eval_steps: tuple[int, ...] = (),
                  bn_mode: str = "population", out_dir: str | Path = "runs/dcgan", seed: int = 0,
-                 device: torch.device | str = "cpu") -> None:
+                 resume: bool = False, device: torch.device | str = "cpu") -> None:
         if bn_mode not in BN_MODES:
             raise ValueError(f"bn_mode must be one of {BN_MODES}, got {bn_mode!r}")
         self.device = torch.device(device)
         self.label, self.arch, self.train_cfg = label, arch, train_cfg
         self.learns_from_data = train_cfg is not None  # trained here on the unlabelled data
         self.eval_steps, self.bn_mode, self.out_dir, self.seed = eval_steps, bn_mode, Path(out_dir), seed
+        self.resume = resume
         self.d = (discriminator if discriminator is not None else build_gan(arch, seed)[1]).to(self.device)
         self.g = None
         self.notes = ""
@@ -65,22 +69,34 @@ class DCGANExtractor:
         return info
 
     def _train(self, images: torch.Tensor, validate: Callable[[Any], float] | None) -> dict[str, Any]:
+        choice_path = self.out_dir / "length_choice.pt"
         scores: dict[int, float] = {}
         best: dict[str, Any] = {}
+        if self.resume and choice_path.exists():  # candidates scored before the interruption
+            saved = checkpoint.load(choice_path)
+            scores.update({int(s): float(v) for s, v in saved["scores"].items()})
+            d = build_gan(self.arch)[1]
+            d.load_state_dict(saved["best_d"])
+            best.update(score=float(saved["best_score"]), step=int(saved["best_step"]), d=d)
 
         def on_eval(step: int, g: torch.nn.Module, d: Discriminator) -> None:
+            if step in scores:
+                return
             self.d = copy.deepcopy(d).eval()  # a snapshot: the training state stays untouched
             self._prepare(images)
             scores[step] = validate(self)
             print(f"  validation score at step {step}: {scores[step]:.2f}")
             if not best or scores[step] > best["score"]:
                 best.update(score=scores[step], step=step, d=copy.deepcopy(self.d).cpu())
+            checkpoint.save_atomic({"scores": {str(s): v for s, v in scores.items()}, "best_step": best["step"],
+                                    "best_score": best["score"], "best_d": best["d"].state_dict()}, choice_path)
 
         cfg = self.train_cfg
         # Candidate lengths: the eval steps and the final step (scoring needs a validator).
         scored = validate is not None and bool(self.eval_steps)
         eval_steps = frozenset(self.eval_steps) | {cfg.steps} if scored else frozenset()
-        result = train(cfg, images, self.out_dir, device=self.device, on_eval=on_eval, eval_steps=eval_steps)
+        result = train(cfg, images, self.out_dir, device=self.device, resume=self.resume, on_eval=on_eval,
+                       eval_steps=eval_steps)
         self.g = result.g
         info = {"train_img_per_s": result.img_per_s, "train_wall_s": result.wall_s, "train_steps": result.steps,
                 "final_loss_D": result.last_losses[0], "final_loss_G": result.last_losses[1]}

@@ -16,6 +16,7 @@ from torch import nn
 
 from dcgan_ref.data import to_unit_range
 from dcgan_ref.models import Discriminator
+from dcgan_ref.progress import Progress
 
 BN_MODES = ("population", "batch")
 _HASH_PRIME = 2_147_483_647  # 2^31 - 1
@@ -56,9 +57,11 @@ def set_population_bn_stats(d: Discriminator, images: torch.Tensor, batch_size: 
     d.train()
     order = canonical_order(images, seed)
     usable = len(images) - len(images) % batch_size or len(images)  # equal-size batches
+    progress = Progress("batchnorm statistics", usable)
     try:
         for start in range(0, usable, batch_size):
             d.features(to_unit_range(images[order[start:start + batch_size]].to(device)))
+            progress.update(min(batch_size, usable - start))
     finally:
         for m, mom in zip(bns, saved):
             m.momentum = mom
@@ -83,11 +86,13 @@ def pooled_features(d: Discriminator, images: torch.Tensor, *, grid: int = 4, bn
     dim = grid * grid * sum(d.arch.widths)
     out = torch.empty(len(images), dim, device=device)
     order = canonical_order(images, seed) if bn_mode == "batch" else torch.arange(len(images))
+    progress = Progress("D features", len(images))
     try:
         for start in range(0, len(images), batch_size):
             rows = order[start:start + batch_size]
             maps = d.features(to_unit_range(images[rows].to(device, non_blocking=True)))
             out[rows.to(device)] = torch.cat([F.adaptive_max_pool2d(m, grid).flatten(1) for m in maps], dim=1)
+            progress.update(len(rows))
     finally:
         d.train(was_training)
         for m, (mean, var, count) in zip(bns, running):  # batch mode updated them: put them back

@@ -169,6 +169,8 @@ def train(cfg: TrainConfig, images: torch.Tensor, out_dir: str | os.PathLike, *,
             "z_gen": z_gen.get_state(),
         }, ckpt_path)
 
+    if on_eval is not None and step in eval_steps and step > 0:  # resumed exactly at a candidate length:
+        on_eval(step, g, d)  # the caller may not have scored it before the interruption
     step_fn = setup.make_step()  # after any resume: a CUDA graph captures the state it starts from
     b, n = cfg.batch_size, len(images)
     loss_sum = torch.zeros(2, device=device)

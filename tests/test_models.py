@@ -67,3 +67,37 @@ def test_population_bn_statistics_are_the_mean_of_batch_statistics():
 def test_unknown_architecture_is_a_clear_error():
     with pytest.raises(ValueError, match="unknown architecture 'resnet'.*imagenet32"):
         build_gan("resnet")
+
+
+# The paper's guidelines and the three architectures (docs/PAPER.md), layer by layer.
+EXPECTED = {  # name: (kernel, D widths, D strides, z dim, z distribution, image size)
+    "imagenet32": (3, (128, 128, 256, 256, 512, 512), (1, 2, 1, 2, 1, 2), 256, "uniform", 32),
+    "svhn32": (5, (64, 128, 256), (2, 2, 2), 100, "gaussian", 32),
+    "dcgan64": (5, (128, 256, 512, 1024), (2, 2, 2, 2), 100, "uniform", 64),
+}
+
+
+@pytest.mark.parametrize("name", sorted(EXPECTED))
+def test_layers_follow_the_paper(name):
+    kernel, widths, strides, z_dim, z_dist, size = EXPECTED[name]
+    arch = get_architecture(name)
+    assert (arch.kernel, arch.widths, arch.strides, arch.z_dim, arch.z_dist, arch.image_size) == EXPECTED[name]
+    g, d = build_gan(name, seed=0)
+    convs = [m for m in d.modules() if isinstance(m, torch.nn.Conv2d)]
+    assert [(c.in_channels, c.out_channels) for c in convs] == list(zip((3, *widths[:-1]), widths))
+    assert all(c.kernel_size == (kernel, kernel) and c.padding == (kernel // 2,) * 2 and c.bias is None for c in convs)
+    assert [c.stride[0] for c in convs] == list(strides)
+    leaky = [m for m in d.modules() if isinstance(m, torch.nn.LeakyReLU)]
+    assert len(leaky) == len(widths) and all(m.negative_slope == 0.2 for m in leaky)  # LeakyReLU 0.2 everywhere
+    assert not any(isinstance(m, torch.nn.BatchNorm2d) for m in d.convs[0])  # no BN on D's input layer
+    assert all(isinstance(block[1], torch.nn.BatchNorm2d) for block in d.convs[1:])
+    assert d.head.bias is None and d.head.in_features == widths[-1] * (size // 2 ** strides.count(2)) ** 2
+    # G: ReLU everywhere, tanh on the output, BN everywhere but the output layer
+    layers = list(g.deconvs)
+    assert isinstance(layers[-1], torch.nn.Tanh) and isinstance(layers[-2], torch.nn.ConvTranspose2d)
+    assert not any(isinstance(m, (torch.nn.LeakyReLU,)) for m in g.modules())
+    deconvs = [m for m in layers if isinstance(m, torch.nn.ConvTranspose2d)]
+    assert [m.out_channels for m in deconvs] == list(reversed((3, *widths[:-1])))
+    relus = sum(isinstance(m, torch.nn.ReLU) for m in g.modules())
+    bns = sum(isinstance(m, (torch.nn.BatchNorm1d, torch.nn.BatchNorm2d)) for m in g.modules())
+    assert relus == bns == len(widths)  # the projection and every deconv but the output

@@ -86,3 +86,48 @@ def test_an_architecture_for_another_image_size_is_an_error(tiny_folder, tmp_pat
         run_cli(cifar10_probe.main, _smoke(tiny_folder, tmp_path, "--extractor", "random-d", "--arch", "dcgan64"))
     err = capsys.readouterr().err
     assert exit_info.value.code == 2 and "dcgan64 D for 64x64 images" in err and "are 32x32" in err
+
+
+@pytest.mark.slow
+def test_an_interrupted_protocol_gan_resumes_to_the_same_row(tiny_folder, tmp_path, monkeypatch):
+    """The GAN checkpoints every epoch and the length choice after every candidate: a run
+    that dies while scoring its last candidate resumes there and ends with the same row."""
+    import benchmarks.protocol as proto
+
+    monkeypatch.setitem(PRESETS, "smoke", dataclasses.replace(PRESETS["smoke"], gan_epochs=2, eval_epochs=(1,)))
+    argv = ["--preset", "smoke", "--data", str(tiny_folder), "--extractor", "dcgan"]
+    whole = run_protocol(CIFAR10_PROBE, argv + ["--out", str(tmp_path / "whole")])
+
+    real = proto.make_validator
+    calls = {"n": 0}
+
+    def dies_on_the_second_candidate(*a, **k):
+        validate = real(*a, **k)
+
+        def wrapped(extractor):
+            calls["n"] += 1
+            if calls["n"] == 2:
+                raise KeyboardInterrupt("killed")
+            return validate(extractor)
+
+        return wrapped
+
+    monkeypatch.setattr(proto, "make_validator", dies_on_the_second_candidate)
+    with pytest.raises(KeyboardInterrupt):
+        run_protocol(CIFAR10_PROBE, argv + ["--out", str(tmp_path / "cut")])
+    scored = []
+
+    def counting(*a, **k):
+        validate = real(*a, **k)
+        return lambda extractor: scored.append(1) or validate(extractor)
+
+    monkeypatch.setattr(proto, "make_validator", counting)
+    resumed = run_protocol(CIFAR10_PROBE, argv + ["--out", str(tmp_path / "cut"), "--resume"])
+    assert [(r.metric, r.value, r.C, r.notes) for r in resumed] == [(r.metric, r.value, r.C, r.notes) for r in whole]
+    assert "chosen on validation" in whole[0].notes
+    assert len(scored) == 1  # only the candidate the interruption cut; the first came from length_choice.pt
+    import mlflow
+
+    runs = mlflow.search_runs(experiment_names=["cifar10_probe"], order_by=["start_time DESC"])
+    last = runs[runs["tags.mlflow.parentRunId"].isna()].iloc[0]
+    assert last["metrics.train_img_per_s"] == 0  # no training step was run again
