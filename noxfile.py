@@ -1,4 +1,5 @@
-"""Sessions: ``nox -s cifar10_probe``, ``nox -s svhn_1000``, ``nox -s tests``, ``nox -s throughput``.
+"""Sessions: ``nox -s cifar10_probe``, ``nox -s svhn_1000``, ``nox -s reproduce``, ``nox -s tests``,
+``nox -s throughput``.
 
 Every session runs in ONE environment per machine (default ``~/.cache/dcgan-repro/venv``,
 override with ``DCGAN_REPRO_VENV``): torch is installed there once, not once per session.
@@ -27,7 +28,14 @@ def _venv() -> Path:
 
 
 def _python(session: nox.Session) -> str:
-    """The shared environment's interpreter, created and brought up to date on demand."""
+    """The shared environment's interpreter, created and brought up to date on demand.
+
+    ``DCGAN_REPRO_USE_CURRENT_PYTHON=1`` runs on the interpreter nox itself runs on, with the
+    packages it already has (GPU machines with their own torch and no package index).
+    """
+    if os.environ.get("DCGAN_REPRO_USE_CURRENT_PYTHON") == "1":
+        session.env["PYTHONPATH"] = str(ROOT)
+        return sys.executable
     venv = _venv()
     python = venv / "bin" / "python"
     if not python.exists():
@@ -68,6 +76,12 @@ def cifar10_probe(session: nox.Session) -> None:
 def svhn_1000(session: nox.Session) -> None:
     """SVHN 1,000-label protocol (Table 2). Needs the official .mat files (see README)."""
     session.run(_python(session), "-m", "benchmarks.svhn_1000", *session.posargs, external=True)
+
+
+@nox.session
+def reproduce(session: nox.Session) -> None:
+    """Tables 1 and 2 within --budget-min, then results/REPORT.md (see README)."""
+    session.run(_python(session), "-m", "benchmarks.reproduce", *session.posargs, external=True)
 
 
 @nox.session

@@ -29,8 +29,9 @@ def dcgan(ctx: BuildContext) -> DCGANExtractor:
     steps = max(1, round(ctx.gan_epochs * ctx.n_fit_images / b))
     epoch = max(1, ctx.n_fit_images // b)
     cfg = TrainConfig(arch=ctx.arch, steps=steps, batch_size=b, seed=ctx.seed, lr=ctx.lr,
-                      weight_decay=ctx.weight_decay, bf16=ctx.bf16, channels_last=ctx.channels_last,
-                      cuda_graph=ctx.cuda_graph, log_every=max(1, min(100, steps // 10)),
+                      weight_decay=ctx.weight_decay, schedule=ctx.schedule, bf16=ctx.bf16,
+                      channels_last=ctx.channels_last, cuda_graph=ctx.cuda_graph,
+                      log_every=max(1, min(100, steps // 10)),
                       ckpt_every=min(steps, epoch), sample_every=min(steps, epoch))  # a crash costs at most an epoch
     eval_steps = tuple(max(1, round(e * ctx.n_fit_images / b)) for e in ctx.eval_epochs)
     return DCGANExtractor(ctx.arch, train_cfg=cfg, eval_steps=eval_steps, out_dir=ctx.out_dir / "gan",

@@ -33,6 +33,7 @@ class BuildContext:
     gan_epochs: float
     lr: float = 2e-4
     weight_decay: float = 0.0
+    schedule: str = "both"               # D/G update schedule (dcgan_ref.train.TrainConfig.schedule)
     eval_epochs: tuple[float, ...] = ()  # GAN lengths scored on validation
     batch_size: int = 128
     bf16: bool = False

@@ -53,7 +53,7 @@ def build_context(run: RunContext, data: ProtocolData, out_dir: Path) -> registr
     return registry.BuildContext(
         device=run.device, seed=run.seed, image_size=data.train.images.shape[-1],
         n_fit_images=len(data.gan_images), out_dir=out_dir, arch=run.arch, gan_epochs=p.gan_epochs, lr=p.lr,
-        weight_decay=p.weight_decay,
+        weight_decay=p.weight_decay, schedule=p.schedule,
         eval_epochs=p.eval_epochs, batch_size=p.batch_size, bf16=p.bf16, channels_last=p.channels_last,
         cuda_graph=p.cuda_graph, kmeans_patches=p.kmeans_patches, bn_mode=run.bn_mode,
         discriminator=run.discriminator, resume=run.resume)

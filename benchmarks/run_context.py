@@ -141,5 +141,6 @@ def parse_run(spec: ProtocolSpec, argv: list[str] | None, log=print) -> RunConte
         # folder, or where asked to.
         download=not args.no_download and (args.download or args.data == f"data/{spec.default_dataset}"),
         resume=args.resume, out=Path(args.out), results_dir=Path(args.results_dir) if args.results_dir else None,
-        write_results=preset.writes_results and not args.no_results,
+        # smoke rows never reach the repo's results/, only a folder named with --results-dir
+        write_results=(preset.writes_results or args.results_dir is not None) and not args.no_results,
     )

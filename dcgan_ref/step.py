@@ -43,24 +43,36 @@ def make_adam(module: torch.nn.Module, *, lr: float = 2e-4, beta1: float = 0.5, 
                             fused=fused, capturable=capturable)
 
 
+UPDATES = ("both", "d", "g")
+
+
 def make_step(g: Generator, d: Discriminator, opt_g: torch.optim.Optimizer, opt_d: torch.optim.Optimizer,
-              bf16: bool) -> StepFn:
-    """``step(real_u8, z) -> losses (D, G)`` on the device: one D update, then one G update."""
+              bf16: bool, updates: str = "both") -> StepFn:
+    """``step(real_u8, z) -> losses (D, G)`` on the device.
+
+    ``updates="both"``: one D update, then one G update on the same batch (the paper's
+    text read literally).  ``"d"`` / ``"g"``: only that network's update, for the authors'
+    schedule of alternating the two over consecutive batches; the loss not computed is NaN.
+    """
+    if updates not in UPDATES:
+        raise ValueError(f"updates must be one of {UPDATES}, got {updates!r}")
     device_type = next(d.parameters()).device.type
     d_params = list(d.parameters())
+    nan = torch.tensor(float("nan"), device=next(d.parameters()).device)
 
     def bce(logits: torch.Tensor, target: float) -> torch.Tensor:
         logits = logits.float()  # the loss in fp32 whatever the autocast dtype
         return F.binary_cross_entropy_with_logits(logits, torch.full_like(logits, target))
 
-    def step(real_u8: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
-        real = to_unit_range(real_u8)
+    def update_d(real_u8: torch.Tensor, fake: torch.Tensor) -> torch.Tensor:
         with torch.autocast(device_type, dtype=torch.bfloat16, enabled=bf16):
-            fake = g(z)
-            loss_d = bce(d(real), 1.0) + bce(d(fake.detach()), 0.0)
+            loss_d = bce(d(to_unit_range(real_u8)), 1.0) + bce(d(fake.detach()), 0.0)
         opt_d.zero_grad(set_to_none=True)
         loss_d.backward()
         opt_d.step()
+        return loss_d.detach()
+
+    def update_g(fake: torch.Tensor) -> torch.Tensor:
         # G's loss back-propagates through D; D's weight gradients would be thrown away
         # (D's next step starts from zero), so they are not computed at all.
         for p in d_params:
@@ -74,7 +86,14 @@ def make_step(g: Generator, d: Discriminator, opt_g: torch.optim.Optimizer, opt_
             for p in d_params:
                 p.requires_grad_(True)
         opt_g.step()
-        return torch.stack([loss_d.detach(), loss_g.detach()])
+        return loss_g.detach()
+
+    def step(real_u8: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
+        with torch.autocast(device_type, dtype=torch.bfloat16, enabled=bf16):
+            fake = g(z)
+        loss_d = update_d(real_u8, fake) if updates != "g" else nan
+        loss_g = update_g(fake) if updates != "d" else nan
+        return torch.stack([loss_d, loss_g])
 
     return step
 
@@ -106,9 +125,9 @@ class GanSetup:
     def graphed(self) -> bool:
         return self.settings.cuda_graph and next(self.d.parameters()).device.type == "cuda"
 
-    def make_step(self) -> StepFn:
+    def make_step(self, updates: str = "both") -> StepFn:
         """The step; build it after any checkpoint is loaded (a graph captures the tensors it sees)."""
-        eager = make_step(self.g, self.d, self.opt_g, self.opt_d, self.settings.bf16)
+        eager = make_step(self.g, self.d, self.opt_g, self.opt_d, self.settings.bf16, updates)
         if self.graphed:
             return GraphedStep(eager, (self.g, self.d), (self.opt_g, self.opt_d))
         return eager

@@ -37,6 +37,9 @@ class TrainConfig:
     lr: float = 2e-4
     beta1: float = 0.5
     weight_decay: float = 0.0
+    # "both": a D and a G update on every batch (the paper's text); "alternate": D on one
+    # batch, G on the next, as the authors' released training script does (k = 1).
+    schedule: str = "both"
     seed: int = 0
     bf16: bool = False
     channels_last: bool = False
@@ -171,7 +174,14 @@ def train(cfg: TrainConfig, images: torch.Tensor, out_dir: str | os.PathLike, *,
 
     if on_eval is not None and step in eval_steps and step > 0:  # resumed exactly at a candidate length:
         on_eval(step, g, d)  # the caller may not have scored it before the interruption
-    step_fn = setup.make_step()  # after any resume: a CUDA graph captures the state it starts from
+    # After any resume: a CUDA graph captures the state it starts from.
+    if cfg.schedule == "both":
+        steps_by_parity = (setup.make_step(),) * 2
+    elif cfg.schedule == "alternate":  # the parity of the global step picks the network: resumes exactly
+        steps_by_parity = (setup.make_step("d"), setup.make_step("g"))
+    else:
+        raise UserError(f"schedule must be 'both' or 'alternate', got {cfg.schedule!r}")
+    last_losses = torch.zeros(2, device=device)  # alternate: each network's latest loss, for the log
     b, n = cfg.batch_size, len(images)
     loss_sum = torch.zeros(2, device=device)
     window_start, window_steps, last = time.perf_counter(), 0, (math.nan, math.nan)
@@ -181,7 +191,13 @@ def train(cfg: TrainConfig, images: torch.Tensor, out_dir: str | os.PathLike, *,
     while step < cfg.steps:
         # Losses accumulate on the device: reading them every step would sync host and
         # device and, at batch 128 on a GPU, cost more than the step itself.
-        loss_sum += step_fn(batches.next(), arch.sample_z(b, device, z_gen))
+        losses = steps_by_parity[step % 2](batches.next(), arch.sample_z(b, device, z_gen))
+        if cfg.schedule == "both":
+            last_losses = losses
+        else:  # keep the other network's latest loss (a real NaN still reaches the check below)
+            last_losses = last_losses.clone()
+            last_losses[step % 2] = losses[step % 2]
+        loss_sum += last_losses
         step += 1
         window_steps += 1
 

@@ -48,7 +48,7 @@ def test_each_protocol_runs_its_paper_architecture():
     assert parse_run(SVHN_1000, ["--preset", "quick", "--device", "cpu"]).arch == "svhn32"
     assert parse_run(CIFAR10_PROBE, ["--preset", "paper", "--arch", "svhn32", "--device", "cpu"]).arch == "svhn32"
     recipe = parse_run(SVHN_1000, ["--preset", "newmu-svhn", "--device", "cpu"]).preset
-    assert (recipe.lr, recipe.batch_size, recipe.gan_epochs) == (5e-4, 64, 200)
+    assert (recipe.lr, recipe.batch_size, recipe.gan_epochs, recipe.schedule) == (5e-4, 64, 200, "alternate")
     assert parse_run(CIFAR10_PROBE, ["--preset", "faces", "--device", "cpu"]).preset.weight_decay == 1e-5
 
 
@@ -131,3 +131,35 @@ def test_an_interrupted_protocol_gan_resumes_to_the_same_row(tiny_folder, tmp_pa
     runs = mlflow.search_runs(experiment_names=["cifar10_probe"], order_by=["start_time DESC"])
     last = runs[runs["tags.mlflow.parentRunId"].isna()].iloc[0]
     assert last["metrics.train_img_per_s"] == 0  # no training step was run again
+
+
+def test_the_gan_length_is_chosen_within_the_protocols_label_budget(tiny_folder, tmp_path, monkeypatch):
+    """The validator's SVM sees one label-scarce draw (10 per class in smoke), not all labels."""
+    import benchmarks.protocol as proto
+    from benchmarks.classifiers import L2SVMClassifier
+
+    monkeypatch.setitem(PRESETS, "smoke", dataclasses.replace(PRESETS["smoke"], eval_epochs=(0.125,)))
+    seen, scoring = [], {"on": False}
+    sweep, real = L2SVMClassifier.sweep, proto.make_validator
+
+    def spy_sweep(self, x, y, grid):
+        if scoring["on"]:
+            seen.append(len(x))
+        return sweep(self, x, y, grid)
+
+    def spy_validator(*a, **k):
+        validate = real(*a, **k)
+
+        def wrapped(extractor):
+            scoring["on"] = True
+            try:
+                return validate(extractor)
+            finally:
+                scoring["on"] = False
+
+        return wrapped
+
+    monkeypatch.setattr(L2SVMClassifier, "sweep", spy_sweep)
+    monkeypatch.setattr(proto, "make_validator", spy_validator)
+    run_protocol(CIFAR10_PROBE, _smoke(tiny_folder, tmp_path, "--extractor", "dcgan"))
+    assert seen and set(seen) == {10 * 10}

@@ -7,6 +7,7 @@ import torch
 
 from dcgan_ref import checkpoint
 from dcgan_ref.errors import TrainingDiverged, run_cli
+from dcgan_ref.models import build_gan
 from dcgan_ref.train import TrainConfig, main, train
 
 CPU = torch.device("cpu")
@@ -139,3 +140,34 @@ def test_a_checkpoint_that_would_run_code_is_refused(tmp_path):
 def test_checkpoints_are_ordinary_files(tmp_path):
     path = checkpoint.save_atomic({"step": torch.tensor(1)}, tmp_path / "last.pt")
     assert path.stat().st_mode & 0o777 == 0o644
+
+
+def test_the_authors_alternating_schedule_updates_one_network_per_batch(tmp_path):
+    """schedule="alternate": D learns on even steps only, G on odd steps only; resume stays exact."""
+    images = _images()
+    cfg = dataclasses.replace(_cfg(), schedule="alternate")
+    one = train(dataclasses.replace(cfg, steps=1), images, tmp_path / "a1", device=CPU, log=lambda s: None)
+    two = train(dataclasses.replace(cfg, steps=2), images, tmp_path / "a2", device=CPU, log=lambda s: None)
+    g0, d0 = build_gan("svhn32", cfg.seed)
+    assert torch.equal(one.g.project[0].weight, g0.project[0].weight)       # step 0: D only
+    assert not torch.equal(one.d.convs[0][0].weight, d0.convs[0][0].weight)
+    assert torch.equal(two.d.convs[0][0].weight, one.d.convs[0][0].weight)  # step 1: G only
+    assert not torch.equal(two.g.project[0].weight, one.g.project[0].weight)
+    full = train(cfg, images, tmp_path / "full", device=CPU, log=lambda s: None)
+    train(dataclasses.replace(cfg, steps=3), images, tmp_path / "cut", device=CPU, log=lambda s: None)
+    resumed = train(cfg, images, tmp_path / "cut", device=CPU, resume=True, log=lambda s: None)
+    for a, b in zip(full.d.state_dict().values(), resumed.d.state_dict().values()):
+        torch.testing.assert_close(a, b, rtol=0, atol=0)
+    with pytest.raises(Exception, match="schedule must be"):
+        train(dataclasses.replace(cfg, schedule="sometimes"), images, tmp_path / "x", device=CPU, log=lambda s: None)
+
+
+def test_determinism_off_leaves_the_callers_flags_alone():
+    from dcgan_ref.train import set_determinism
+
+    torch.use_deterministic_algorithms(True)
+    try:
+        set_determinism(False)
+        assert torch.are_deterministic_algorithms_enabled()
+    finally:
+        torch.use_deterministic_algorithms(False)

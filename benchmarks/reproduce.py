@@ -1,0 +1,206 @@
+"""``python -m benchmarks.reproduce`` / ``nox -s reproduce``: every row of the paper's Tables 1
+and 2 that the data at hand allows, within a time budget, then ``results/REPORT.md``.
+
+It plans first and says so: the rows in order of value, each with a time estimate for this
+device (from an earlier row of the same kind in the results, else a rough per-image cost),
+and which rows it must skip to fit ``--budget-min``.  Each row is one protocol run, which
+writes its own rows when it finishes, so a later failure loses nothing; a row already in the
+results at this commit, preset and data hash is skipped, so an interrupted run resumes.
+"""
+from __future__ import annotations
+
+import argparse
+import shlex
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import pandas as pd
+import torch
+
+from baselines import registry
+from benchmarks import report
+from benchmarks.presets import PRESETS
+from benchmarks.protocol import CIFAR10_PROBE, SVHN_1000, run_protocol
+from benchmarks.results import RESULTS_DIR
+from benchmarks.spec import ProtocolSpec
+from benchmarks.throughput.cli import main as throughput_main
+from dcgan_ref.data import load_split
+from dcgan_ref.errors import run_cli
+from dcgan_ref.tracking import check_tracking_store, git_state
+from dcgan_ref.train import pick_device
+
+REPO = Path(__file__).resolve().parents[1]
+DEFAULT_NEWMU = REPO.parent / "shared" / "data" / "newmu_svhn_dcgan"
+
+
+@dataclass(frozen=True)
+class Job:
+    spec: ProtocolSpec
+    extractor: str          # registry name, or a protocol control ("supervised")
+    classifier: str = "svm"
+    discriminator: str | None = None
+
+    @property
+    def name(self) -> str:
+        what = "newmu-svhn D" if self.discriminator else self.extractor
+        return f"{self.spec.name}: {what} + {self.classifier}"
+
+
+# Rough cost per 1,000 training images when no earlier row of the kind exists: seconds on
+# a 2-core CPU (measured at the paper preset where a row exists; the others scaled from
+# those), and a guessed GPU speed-up.  Only for planning; the rows record real wall time.
+CPU_S_PER_1K = {"pixels": 5, "random-d": 40, "dcgan": 40, "newmu": 15, "kmeans-1600": 70, "kmeans-4000": 180,
+                "supervised": 600}
+GPU_SPEEDUP = 30
+# GAN training on top of that (images per second at batch 128; CPU: this 2-core machine).
+TRAIN_IMG_PER_S = {"cpu": {"svhn32": 250, "imagenet32": 9, "dcgan64": 4},
+                   "cuda": {"svhn32": 60_000, "imagenet32": 30_000, "dcgan64": 10_000}}
+
+
+def plan(args: argparse.Namespace) -> list[Job]:
+    """Table 1 then Table 2, each in order of value: our DCGAN, the authors' D, random-init D,
+    pixels, K-means, KNN, the supervised control."""
+    newmu = f"newmu-svhn:{args.newmu}" if args.newmu and Path(args.newmu).is_dir() else None
+    jobs = []
+    for spec in (CIFAR10_PROBE, SVHN_1000):
+        jobs.append(Job(spec, "dcgan"))
+        if newmu:
+            jobs.append(Job(spec, "dcgan", discriminator=newmu))
+        jobs += [Job(spec, "random-d"), Job(spec, "pixels"), Job(spec, "pixels", "knn")]
+        jobs += [Job(spec, name) for name in ("kmeans-1600", "kmeans-4000")]
+        jobs += [Job(spec, control, "cnn") for control in spec.controls]
+    if args.extractor:
+        wanted = set(args.extractor.split(","))
+        jobs = [j for j in jobs if j.extractor in wanted or ("newmu-svhn" in wanted and j.discriminator)]
+    return jobs
+
+
+def _argv(job: Job, args: argparse.Namespace) -> list[str]:
+    argv = ["--preset", args.preset, "--data", args.data, "--extractor", job.extractor, "--seed", str(args.seed),
+            "--out", args.out, "--results-dir", str(args.results_dir)]
+    if job.classifier != "cnn":
+        argv += ["--classifier", job.classifier]
+    if job.discriminator:
+        argv += ["--discriminator", job.discriminator]
+    if job.spec is SVHN_1000 and not args.svhn_data:
+        argv += ["--dataset", "cifar10"]  # Table 2's protocol on the CIFAR-10 data at hand, labelled so
+    if job.spec is SVHN_1000 and args.svhn_data:
+        argv[argv.index("--data") + 1] = args.svhn_data
+    if args.gan_data:
+        argv += ["--gan-data", args.gan_data]
+    if args.device:
+        argv += ["--device", args.device]
+    return argv + (["--no-download"] if args.no_download else [])
+
+
+def _label(job: Job, args: argparse.Namespace, device: torch.device) -> str:
+    """The table label the row will carry (building an extractor is cheap; fitting it is not)."""
+    preset = PRESETS[args.preset]
+    arch = preset.arch or job.spec.arch
+    if job.extractor in job.spec.controls:
+        return f"supervised CNN ({arch})"
+    ctx = registry.BuildContext(device=device, seed=args.seed, image_size=32, n_fit_images=1, out_dir=Path(args.out),
+                                arch=arch, gan_epochs=1, discriminator=job.discriminator)
+    return registry.build(job.extractor, ctx).label
+
+
+def _estimate(job: Job, label: str, existing: pd.DataFrame, device: torch.device, n_train: int, preset: str
+              ) -> tuple[float, str]:
+    kind = "cuda" if device.type == "cuda" else "cpu"
+    if len(existing):
+        same = existing[(existing["protocol"] == job.spec.name) & (existing["extractor"] == label)
+                        & (existing["preset"] == preset) & existing["device"].astype(str).str.startswith(
+                            "cpu" if kind == "cpu" else "NVIDIA")]
+        if len(same) and same["wall_s"].notna().any():
+            return float(same["wall_s"].dropna().iloc[-1]), "an earlier row of the same kind"
+    key = "newmu" if job.discriminator else job.extractor
+    seconds = CPU_S_PER_1K.get(key, 60) * n_train / 1000 / (GPU_SPEEDUP if kind == "cuda" else 1)
+    if job.extractor == "dcgan" and not job.discriminator:  # plus training the GAN
+        p = PRESETS[preset]
+        arch = p.arch or job.spec.arch
+        seconds += p.gan_epochs * min(p.gan_images or n_train, n_train) / TRAIN_IMG_PER_S[kind][arch]
+    return seconds, "a rough per-image cost"
+
+
+def _done(job: Job, label: str, existing: pd.DataFrame, commit: str, preset: str, sha: str) -> bool:
+    if not len(existing):
+        return False
+    clf = {"svm": "L2-SVM", "knn": "KNN", "cnn": "CNN"}[job.classifier]
+    hit = existing[(existing["protocol"] == job.spec.name) & (existing["extractor"] == label)
+                   & (existing["classifier"] == clf) & (existing["preset"] == preset)
+                   & (existing["commit"] == commit) & (existing["data_sha256"] == sha)]
+    return bool(len(hit))
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="python -m benchmarks.reproduce", description=__doc__.split("\n\n")[0])
+    p.add_argument("--preset", default=None, choices=sorted(PRESETS), help="default: paper on a GPU, quick otherwise")
+    p.add_argument("--data", required=True, help="CIFAR-10: official files, an image-folder tree or its archive")
+    p.add_argument("--svhn-data", help="official SVHN .mat folder for Table 2 (default: Table 2's protocol on --data)")
+    p.add_argument("--gan-data", help="unlabelled data for the GAN/K-means (passed to every row)")
+    p.add_argument("--newmu", default=str(DEFAULT_NEWMU), help="folder of the authors' released SVHN DCGAN")
+    p.add_argument("--extractor", help="only these rows (comma list of extractor names, or newmu-svhn)")
+    p.add_argument("--budget-min", type=float, default=60.0, help="skip rows that would not fit (estimated)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--device")
+    p.add_argument("--out", default="runs")
+    p.add_argument("--results-dir", type=Path, default=RESULTS_DIR)
+    p.add_argument("--no-download", action="store_true")
+    return p
+
+
+def main(argv: list[str] | None = None, log=print) -> list[str]:
+    """Run the plan; return the status line of every job."""
+    args = build_parser().parse_args(argv)
+    device = pick_device(args.device)
+    args.preset = args.preset or ("paper" if device.type == "cuda" else "quick")
+    check_tracking_store()
+    train = load_split(args.data, "train", dataset="cifar10", download=not args.no_download)
+    commit, _ = git_state()
+    preset = PRESETS[args.preset]
+    n_train = min(len(train), preset.train_images or len(train))
+    frames = [pd.read_csv(p) for p in (args.results_dir / f"{s.name}.csv" for s in (CIFAR10_PROBE, SVHN_1000))
+              if p.exists()]
+    existing = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
+
+    budget_s, planned, statuses = args.budget_min * 60, [], []
+    log(f"reproduce: preset {args.preset}, device {device}, budget {args.budget_min:g} min, data {train.description}")
+    for job in plan(args):
+        label = _label(job, args, device)
+        if _done(job, label, existing, commit, args.preset, train.sha256):
+            statuses.append(f"skip (already in the results at this commit): {job.name}")
+            continue
+        seconds, source = _estimate(job, label, existing, device, n_train, args.preset)
+        if seconds > budget_s:
+            statuses.append(f"skip (estimated {seconds / 60:.1f} min from {source}, over the budget left): {job.name}")
+            continue
+        budget_s -= seconds
+        planned.append(job)
+        statuses.append(f"run (estimated {seconds / 60:.1f} min from {source}): {job.name}")
+    for line in statuses:
+        log(f"  {line}")
+
+    commands, results = [], []
+    for job in planned:
+        argv_job = _argv(job, args)
+        commands.append(f"python -m benchmarks.{job.spec.name} {shlex.join(argv_job)}")
+        t0 = time.perf_counter()
+        try:
+            run_protocol(job.spec, argv_job, log=log)
+            results.append(f"done in {time.perf_counter() - t0:.0f} s: {job.name}")
+        except (Exception, KeyboardInterrupt) as e:  # the finished rows are written; go on with the rest
+            results.append(f"FAILED after {time.perf_counter() - t0:.0f} s ({type(e).__name__}: {e}): {job.name}")
+            if isinstance(e, KeyboardInterrupt):
+                break
+    if device.type == "cuda":  # the throughput suite measures only on a GPU
+        throughput_main(["--out-dir", str(args.results_dir), "--data", args.data])
+    path = report.write_report(args.results_dir, commands)
+    for line in results:
+        log(f"  {line}")
+    log(f"wrote {path}")
+    return statuses + results
+
+
+if __name__ == "__main__":
+    run_cli(main)

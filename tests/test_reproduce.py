@@ -1,0 +1,64 @@
+"""`reproduce` end to end on the smoke preset: a plan, every row, REPORT.md with charts, and
+a second run that skips what the first produced."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import mlflow
+import pandas as pd
+import pytest
+
+from benchmarks import reproduce
+from benchmarks.results import RESULTS_DIR
+
+PNG = b"\x89PNG\r\n\x1a\n"
+
+
+@pytest.mark.slow
+def test_reproduce_smoke_writes_every_row_and_a_report_then_resumes(tiny_folder, tmp_path, shared_data):
+    results = tmp_path / "results"
+    argv = ["--preset", "smoke", "--data", str(tiny_folder), "--results-dir", str(results), "--out",
+            str(tmp_path / "runs"), "--newmu", str(shared_data / "newmu_svhn_dcgan"), "--budget-min", "30",
+            "--no-download"]
+    repo_tables = {p: p.stat().st_mtime for p in RESULTS_DIR.glob("*.csv")}
+    first = reproduce.main(argv)
+    assert not any(line.startswith("FAILED") for line in first), first
+    ran = [line for line in first if line.startswith("done")]
+    assert len(ran) == 15, first  # 7 rows per table + the supervised control
+    c10 = pd.read_csv(results / "cifar10_probe.csv")
+    ours = set(c10[c10.source == "ours"]["extractor"])
+    assert {"dcgan (svhn32)", "newmu-svhn (authors' release)", "random-init D (svhn32)", "pixels", "kmeans-1600",
+            "kmeans-4000"} <= ours
+    s1k = pd.read_csv(results / "svhn_1000.csv")
+    assert "supervised CNN (svhn32)" in set(s1k["extractor"]) and set(s1k[s1k.source == "ours"]["dataset"]) == {
+        "CIFAR-10 (image folder)"}
+    text = (results / "REPORT.md").read_text()
+    for chart in ("report/cifar10_probe.png", "report/svhn_1000.png", "report/gan_losses.png",
+                  "report/gan_samples.png"):
+        assert f"]({chart})" in text and (results / chart).read_bytes()[:8] == PNG, chart
+    assert "Table 1" in text and "Table 2" in text and "How this was obtained" in text
+    assert "python -m benchmarks.cifar10_probe --preset smoke" in text
+    assert {p: p.stat().st_mtime for p in RESULTS_DIR.glob("*.csv")} == repo_tables  # the repo's tables untouched
+
+    n_runs = len(mlflow.search_runs(search_all_experiments=True))
+    second = reproduce.main(argv)
+    assert all(line.startswith("skip (already in the results") for line in second), second
+    assert len(mlflow.search_runs(search_all_experiments=True)) == n_runs  # nothing recomputed
+
+
+def test_the_plan_skips_what_does_not_fit_and_says_so(tiny_folder, tmp_path):
+    lines = reproduce.main(["--preset", "paper", "--data", str(tiny_folder), "--results-dir", str(tmp_path / "r"),
+                            "--budget-min", "0.001", "--extractor", "dcgan", "--device", "cpu"])
+    assert lines and all("over the budget left" in line for line in lines)
+    assert (tmp_path / "r" / "REPORT.md").exists()
+
+
+def test_report_renders_from_the_committed_results_alone(tmp_path):
+    import shutil
+
+    from benchmarks.report import write_report
+
+    for p in RESULTS_DIR.glob("*.csv"):
+        shutil.copy(p, tmp_path / p.name)
+    text = Path(write_report(tmp_path)).read_text()
+    assert "Table 1" in text and (tmp_path / "report" / "cifar10_probe.png").exists()
