@@ -24,7 +24,15 @@ from benchmarks import evaluation
 from benchmarks.classifiers import CLASSIFIERS
 from benchmarks.evaluation import Evaluation, Standardizer
 from benchmarks.protocol_data import ProtocolData, load_data
-from benchmarks.results import RESULTS_DIR, empty_frame, merge_rows, render_markdown, results_frame, write_results
+from benchmarks.results import (
+    RESULTS_DIR,
+    empty_frame,
+    format_value,
+    merge_rows,
+    render_markdown,
+    results_frame,
+    write_results,
+)
 from benchmarks.row import ResultRow
 from benchmarks.run_context import RunContext, parse_run
 from benchmarks.spec import CIFAR10_PROBE, SVHN_1000, ProtocolSpec
@@ -110,6 +118,11 @@ class Scored:
     solver: list[dict[str, Any]]
 
 
+def _stored(x: float) -> float:
+    """What a row stores; logs print this too, so a log line and its table agree to the digit."""
+    return round(x, 3)
+
+
 def evaluate(run: RunContext, data: ProtocolData, feats: Features, kind: str, log=print) -> list[Scored]:
     """The protocol's evaluations of one classifier on the features: all labels (if the
     protocol has it) and the label-scarce draws.  Choices are made on validation only."""
@@ -124,14 +137,14 @@ def evaluate(run: RunContext, data: ProtocolData, feats: Features, kind: str, lo
         ev = evaluation.full_data_eval(clf, feats.train, y, feats.test, y_test, data.val_rows, data.fit_rows, grid)
         scored.append(Scored("test_accuracy", ev.test_accuracy, ev, clf.diagnostics()))
         log(f"  all labels: {clf.hyper}={ev.chosen:g} (val {ev.val_scores[ev.chosen]:.2f}%) -> test "
-            f"{ev.test_accuracy:.2f}%")
+            f"{format_value(_stored(ev.test_accuracy))}%")
     clf = cls(n_classes)
     ev = evaluation.label_draws_eval(clf, feats.train, y, feats.test, y_test, data.val_rows, data.rest_idx,
                                      run.per_class, run.draws, run.seed, grid)
     value = 100.0 - ev.test_accuracy if spec.report_error else ev.test_accuracy
     scored.append(Scored(spec.draws_metric, value, ev, clf.diagnostics()))
     log(f"  {run.per_class} labels/class x {run.draws} draws: {clf.hyper}={ev.chosen:g} -> "
-        f"{spec.draws_metric} {value:.2f} ± {ev.test_std:.2f}%")
+        f"{spec.draws_metric} {format_value(_stored(value), _stored(ev.test_std))}%")
     for s in scored:
         if len(grid) > 1 and s.evaluation.chosen in (min(grid), max(grid)):
             log(f"  warning: {clf.hyper}={s.evaluation.chosen:g} is at the edge of the grid {list(grid)}; widen it")
@@ -139,6 +152,7 @@ def evaluate(run: RunContext, data: ProtocolData, feats: Features, kind: str, lo
 
 
 # ------------------------------------------------------------------ record
+
 def _solver_warnings(scored: Scored) -> list[str]:
     bad = [f for f in scored.solver if not f["converged"]]
     if not bad:
@@ -177,7 +191,7 @@ def record(run: RunContext, data: ProtocolData, feats: Features, kind: str, scor
         rows.append(ResultRow(
             protocol=run.spec.name, dataset=data.train.description, extractor=ex.label, classifier=clf_name,
             gan_data=data.gan_description if ex.learns_from_data else "-", preset=run.preset.name,
-            metric=s.metric, value=round(s.value, 3), std=round(ev.test_std, 3) if draws else None,
+            metric=s.metric, value=_stored(s.value), std=_stored(ev.test_std) if draws else None,
             n_draws=run.draws if draws else None, feature_dim=feats.train.shape[1],
             C=ev.chosen if hyper == "C" else None, k=ev.chosen if hyper == "k" else None,
             wall_s=round(wall_s, 1), device=prov["device"], torch=prov["torch"], commit=prov["commit"],

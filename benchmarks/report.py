@@ -45,7 +45,8 @@ def _rows(df: pd.DataFrame, protocol: str) -> list[dict[str, Any]]:
                     "ours": r["value"], "std": r["std"], "paper": ref, "preset": r["preset"],
                     "device": r["device"], "date": r["date"], "commit": str(r["commit"])[:7],
                     "run": r["mlflow_run_id"], "data_sha256": r["data_sha256"], "seed": r["seed"], "C": r["C"]})
-    return out
+    order = {"paper": 0, "newmu-svhn": 1, "faces": 2, "quick": 3, "ci": 4, "smoke": 5}
+    return sorted(out, key=lambda r: (order.get(r["preset"], 9), r["what"], r["metric"]))  # paper scale first
 
 
 def _table(rows: list[dict[str, Any]]) -> str:

@@ -26,7 +26,7 @@ from benchmarks.results import RESULTS_DIR
 from benchmarks.spec import ProtocolSpec
 from benchmarks.throughput.cli import main as throughput_main
 from dcgan_ref.data import load_split
-from dcgan_ref.errors import run_cli
+from dcgan_ref.errors import Terminated, run_cli
 from dcgan_ref.tracking import check_tracking_store, git_state
 from dcgan_ref.train import pick_device
 
@@ -59,16 +59,15 @@ TRAIN_IMG_PER_S = {"cpu": {"svhn32": 250, "imagenet32": 9, "dcgan64": 4},
 
 
 def plan(args: argparse.Namespace) -> list[Job]:
-    """Table 1 then Table 2, each in order of value: our DCGAN, the authors' D, random-init D,
-    pixels, K-means, KNN, the supervised control."""
+    """Table 1 then Table 2, each in order of value: the preset's rows (our DCGAN, random-init
+    D, pixels with the SVM and KNN, K-means), the authors' D right after ours, the controls."""
     newmu = f"newmu-svhn:{args.newmu}" if args.newmu and Path(args.newmu).is_dir() else None
     jobs = []
     for spec in (CIFAR10_PROBE, SVHN_1000):
-        jobs.append(Job(spec, "dcgan"))
-        if newmu:
-            jobs.append(Job(spec, "dcgan", discriminator=newmu))
-        jobs += [Job(spec, "random-d"), Job(spec, "pixels"), Job(spec, "pixels", "knn")]
-        jobs += [Job(spec, name) for name in ("kmeans-1600", "kmeans-4000")]
+        for name, classifier in PRESETS[args.preset].all_rows:
+            jobs.append(Job(spec, name, classifier))
+            if name == "dcgan" and newmu:
+                jobs.append(Job(spec, "dcgan", discriminator=newmu))
         jobs += [Job(spec, control, "cnn") for control in spec.controls]
     if args.extractor:
         wanted = set(args.extractor.split(","))
@@ -181,7 +180,7 @@ def main(argv: list[str] | None = None, log=print) -> list[str]:
     for line in statuses:
         log(f"  {line}")
 
-    commands, results = [], []
+    commands, results, stopped = [], [], None
     for job in planned:
         argv_job = _argv(job, args)
         commands.append(f"python -m benchmarks.{job.spec.name} {shlex.join(argv_job)}")
@@ -189,9 +188,10 @@ def main(argv: list[str] | None = None, log=print) -> list[str]:
         try:
             run_protocol(job.spec, argv_job, log=log)
             results.append(f"done in {time.perf_counter() - t0:.0f} s: {job.name}")
-        except (Exception, KeyboardInterrupt) as e:  # the finished rows are written; go on with the rest
+        except (Exception, KeyboardInterrupt, Terminated) as e:  # finished rows are written; go on with the rest
             results.append(f"FAILED after {time.perf_counter() - t0:.0f} s ({type(e).__name__}: {e}): {job.name}")
-            if isinstance(e, KeyboardInterrupt):
+            if not isinstance(e, Exception):  # stopped by the user or the scheduler: report, then stop
+                stopped = e
                 break
     if device.type == "cuda":  # the throughput suite measures only on a GPU
         throughput_main(["--out-dir", str(args.results_dir), "--data", args.data])
@@ -199,6 +199,8 @@ def main(argv: list[str] | None = None, log=print) -> list[str]:
     for line in results:
         log(f"  {line}")
     log(f"wrote {path}")
+    if stopped is not None:
+        raise stopped
     return statuses + results
 
 

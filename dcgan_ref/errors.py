@@ -18,8 +18,9 @@ class TrainingDiverged(RuntimeError):
     """A GAN loss went NaN/inf: the run stops and is marked FAILED."""
 
 
-class Terminated(RuntimeError):
-    """SIGTERM (what ``timeout`` and batch schedulers send) arrived."""
+class Terminated(BaseException):
+    """SIGTERM (what ``timeout`` and batch schedulers send) arrived.  A BaseException, like
+    KeyboardInterrupt, so that no library's ``except Exception`` swallows or rewraps it."""
 
 
 def _raise_terminated(signum: int, frame: object) -> None:

@@ -10,8 +10,11 @@ from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
+from torch import nn
 
+from dcgan_ref import distributed
 from dcgan_ref.data import to_unit_range
+from dcgan_ref.distributed import World
 from dcgan_ref.fast_step import GraphedStep, StepFn
 from dcgan_ref.models import Discriminator, Generator, build_gan
 
@@ -46,18 +49,21 @@ def make_adam(module: torch.nn.Module, *, lr: float = 2e-4, beta1: float = 0.5, 
 UPDATES = ("both", "d", "g")
 
 
-def make_step(g: Generator, d: Discriminator, opt_g: torch.optim.Optimizer, opt_d: torch.optim.Optimizer,
-              bf16: bool, updates: str = "both") -> StepFn:
+def make_step(g: nn.Module, d: nn.Module, opt_g: torch.optim.Optimizer, opt_d: torch.optim.Optimizer,
+              bf16: bool, updates: str = "both", d_for_g: nn.Module | None = None) -> StepFn:
     """``step(real_u8, z) -> losses (D, G)`` on the device.
 
     ``updates="both"``: one D update, then one G update on the same batch (the paper's
     text read literally).  ``"d"`` / ``"g"``: only that network's update, for the authors'
     schedule of alternating the two over consecutive batches; the loss not computed is NaN.
+    ``d_for_g``: the D that G's loss goes through (under DDP the unwrapped one: D's weights
+    get no gradient there, so there is nothing for DDP to reduce).
     """
     if updates not in UPDATES:
         raise ValueError(f"updates must be one of {UPDATES}, got {updates!r}")
     device_type = next(d.parameters()).device.type
     d_params = list(d.parameters())
+    d_for_g = d if d_for_g is None else d_for_g
     nan = torch.tensor(float("nan"), device=next(d.parameters()).device)
 
     def bce(logits: torch.Tensor, target: float) -> torch.Tensor:
@@ -79,7 +85,7 @@ def make_step(g: Generator, d: Discriminator, opt_g: torch.optim.Optimizer, opt_
             p.requires_grad_(False)
         try:
             with torch.autocast(device_type, dtype=torch.bfloat16, enabled=bf16):
-                loss_g = bce(d(fake), 1.0)
+                loss_g = bce(d_for_g(fake), 1.0)
             opt_g.zero_grad(set_to_none=True)
             loss_g.backward()
         finally:
@@ -89,7 +95,8 @@ def make_step(g: Generator, d: Discriminator, opt_g: torch.optim.Optimizer, opt_
         return loss_g.detach()
 
     def step(real_u8: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
-        with torch.autocast(device_type, dtype=torch.bfloat16, enabled=bf16):
+        # A D-only step needs no graph through G (and under DDP must not start a G backward).
+        with torch.autocast(device_type, dtype=torch.bfloat16, enabled=bf16), torch.set_grad_enabled(updates != "d"):
             fake = g(z)
         loss_d = update_d(real_u8, fake) if updates != "g" else nan
         loss_g = update_g(fake) if updates != "d" else nan
@@ -100,26 +107,36 @@ def make_step(g: Generator, d: Discriminator, opt_g: torch.optim.Optimizer, opt_
 
 @dataclass
 class GanSetup:
-    """G, D and their optimisers as training builds them; :meth:`make_step` gives the step."""
+    """G, D and their optimisers as training builds them; :meth:`make_step` gives the step.
+
+    With ``world.size > 1`` (torchrun) batchnorm is global and the step runs through DDP
+    wrappers of ``g`` and ``d``; ``g`` and ``d`` themselves stay the plain modules, so
+    checkpoints are the same whatever the world size.
+    """
 
     g: Generator
     d: Discriminator
     opt_g: torch.optim.Adam
     opt_d: torch.optim.Adam
     settings: StepSettings
+    world: World = World()
+    _ddp: tuple[nn.Module, nn.Module] | None = None
 
     @classmethod
     def create(cls, arch: str, settings: StepSettings, device: torch.device, *, seed: int = 0, lr: float = 2e-4,
-               beta1: float = 0.5, weight_decay: float = 0.0) -> "GanSetup":
+               beta1: float = 0.5, weight_decay: float = 0.0, world: World = World()) -> "GanSetup":
         g, d = build_gan(arch, seed)
         g, d = g.to(device), d.to(device)
+        if world.size > 1:  # before the optimisers: they must hold the converted layers' parameters
+            g, d = distributed.convert_batchnorm(g, device), distributed.convert_batchnorm(d, device)
+            settings = StepSettings(settings.bf16, settings.channels_last, cuda_graph=False)  # DDP: eager
         if settings.channels_last:
             g, d = g.to(memory_format=torch.channels_last), d.to(memory_format=torch.channels_last)
         cuda = device.type == "cuda"
         graphed = settings.cuda_graph and cuda  # capture needs capturable Adam (its state on the device)
         opt_g, opt_d = (make_adam(m, lr=lr, beta1=beta1, weight_decay=weight_decay, fused=cuda, capturable=graphed)
                         for m in (g, d))
-        return cls(g, d, opt_g, opt_d, settings)
+        return cls(g, d, opt_g, opt_d, settings, world)
 
     @property
     def graphed(self) -> bool:
@@ -127,6 +144,11 @@ class GanSetup:
 
     def make_step(self, updates: str = "both") -> StepFn:
         """The step; build it after any checkpoint is loaded (a graph captures the tensors it sees)."""
+        if self.world.size > 1:
+            if self._ddp is None:  # one DDP wrapper per module, shared by the D and G steps
+                device = next(self.d.parameters()).device
+                self._ddp = (distributed.wrap(self.g, device), distributed.wrap(self.d, device))
+            return make_step(*self._ddp, self.opt_g, self.opt_d, self.settings.bf16, updates, d_for_g=self.d)
         eager = make_step(self.g, self.d, self.opt_g, self.opt_d, self.settings.bf16, updates)
         if self.graphed:
             return GraphedStep(eager, (self.g, self.d), (self.opt_g, self.opt_d))

@@ -23,6 +23,7 @@ from torchvision.utils import make_grid, save_image
 
 from dcgan_ref import checkpoint
 from dcgan_ref.data import load_split
+from dcgan_ref.distributed import World, all_mean, check_batch, init_from_env
 from dcgan_ref.errors import TrainingDiverged, UserError, run_cli
 from dcgan_ref.models import Discriminator, Generator, get_architecture
 from dcgan_ref.step import GanSetup, ResidentBatches, StepSettings
@@ -115,8 +116,12 @@ def train(cfg: TrainConfig, images: torch.Tensor, out_dir: str | os.PathLike, *,
           resume: bool = False,
           on_eval: Callable[[int, Generator, Discriminator], None] | None = None,
           eval_steps: frozenset[int] = frozenset(),
-          log: Callable[[str], None] = print) -> TrainResult:
-    """Train G and D on uint8 images (N, 3, H, W); ``on_eval`` is called at ``eval_steps``."""
+          log: Callable[[str], None] = print, world: World = World()) -> TrainResult:
+    """Train G and D on uint8 images (N, 3, H, W); ``on_eval`` is called at ``eval_steps``.
+
+    ``world``: under torchrun, this rank's place (see ``dcgan_ref.distributed``); every rank
+    passes the same images and config, rank 0 alone writes and logs.
+    """
     arch = get_architecture(cfg.arch)
     shape = (3, arch.image_size, arch.image_size)
     if images.dtype != torch.uint8 or images.dim() != 4 or tuple(images.shape[1:]) != shape:
@@ -124,6 +129,10 @@ def train(cfg: TrainConfig, images: torch.Tensor, out_dir: str | os.PathLike, *,
                         f"got {tuple(images.shape)} {images.dtype}")
     if len(images) < cfg.batch_size:
         raise UserError(f"{len(images)} training images is fewer than one batch of {cfg.batch_size}")
+    check_batch(cfg.batch_size, world)
+    if world.size > 1 and on_eval is not None:
+        raise UserError("choosing the GAN's length on validation runs in one process, not under torchrun")
+    log = log if world.main else (lambda _: None)
     set_determinism(cfg.deterministic)
     out_dir = Path(out_dir)
     ckpt_path = out_dir / "last.pt"  # one checkpoint, replaced atomically: a crash never leaves half of one
@@ -131,8 +140,8 @@ def train(cfg: TrainConfig, images: torch.Tensor, out_dir: str | os.PathLike, *,
 
     # G and D, their optimisers and the step: the same set-up the throughput suite times.
     settings = StepSettings(cfg.bf16, cfg.channels_last, cfg.cuda_graph and device.type == "cuda")  # graphs: CUDA only
-    setup = GanSetup.create(cfg.arch, settings, device,
-                            seed=cfg.seed, lr=cfg.lr, beta1=cfg.beta1, weight_decay=cfg.weight_decay)
+    setup = GanSetup.create(cfg.arch, settings, device, seed=cfg.seed, lr=cfg.lr, beta1=cfg.beta1,
+                            weight_decay=cfg.weight_decay, world=world)
     g, d, opt_g, opt_d = setup.g, setup.d, setup.opt_g, setup.opt_d
     # The whole uint8 set lives on the device (CIFAR-10: 150 MB): batches are an index, not a DataLoader.
     batches = ResidentBatches(images.to(device), cfg.batch_size, channels_last=cfg.channels_last, seed=cfg.seed + 1)
@@ -166,6 +175,8 @@ def train(cfg: TrainConfig, images: torch.Tensor, out_dir: str | os.PathLike, *,
         log(f"--resume: no checkpoint at {ckpt_path}, starting fresh")
 
     def write_checkpoint() -> None:
+        if not world.main:
+            return
         checkpoint.save_atomic({
             "config": dataclasses.asdict(cfg), "data": data_id, "step": step, **batches.state(),
             "g": g.state_dict(), "d": d.state_dict(), "opt_g": opt_g.state_dict(), "opt_d": opt_d.state_dict(),
@@ -191,7 +202,10 @@ def train(cfg: TrainConfig, images: torch.Tensor, out_dir: str | os.PathLike, *,
     while step < cfg.steps:
         # Losses accumulate on the device: reading them every step would sync host and
         # device and, at batch 128 on a GPU, cost more than the step itself.
-        losses = steps_by_parity[step % 2](batches.next(), arch.sample_z(b, device, z_gen))
+        # Every rank draws the same global batch and z, and keeps its shard: N ranks compute
+        # what one process does, and any world size can resume any checkpoint.
+        real, z = world.shard(batches.next()), world.shard(arch.sample_z(b, device, z_gen))
+        losses = steps_by_parity[step % 2](real, z)
         if cfg.schedule == "both":
             last_losses = losses
         else:  # keep the other network's latest loss (a real NaN still reaches the check below)
@@ -203,7 +217,7 @@ def train(cfg: TrainConfig, images: torch.Tensor, out_dir: str | os.PathLike, *,
 
         boundary = step == cfg.steps or step in eval_steps
         if step % cfg.log_every == 0 or step % cfg.ckpt_every == 0 or boundary:
-            loss_d, loss_g = (loss_sum / window_steps).tolist()  # the only host sync
+            loss_d, loss_g = all_mean(loss_sum / window_steps, world).tolist()  # the only host sync
             if not (math.isfinite(loss_d) and math.isfinite(loss_g)):
                 raise TrainingDiverged(f"non-finite loss at step {step} (loss_D={loss_d}, loss_G={loss_g}); "
                                        f"the last good checkpoint is {ckpt_path if ckpt_path.exists() else 'none'}")
@@ -219,7 +233,7 @@ def train(cfg: TrainConfig, images: torch.Tensor, out_dir: str | os.PathLike, *,
             last = (loss_d, loss_g)
             loss_sum.zero_()
             window_start, window_steps = time.perf_counter(), 0
-        if step % cfg.sample_every == 0 or step == cfg.steps:
+        if world.main and (step % cfg.sample_every == 0 or step == cfg.steps):
             grid = save_samples(g, fixed_z, out_dir / f"samples_{step:07d}.png")
             if _mlflow_active():
                 import mlflow
@@ -260,8 +274,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> None:
     args = build_parser().parse_args(argv)
-    device = pick_device(args.device)
-    check_tracking_store()
+    world, device = init_from_env(pick_device(args.device))  # torchrun: one process per rank
+    if world.main:
+        check_tracking_store()
     data = load_split(args.data, args.split, dataset=args.dataset, download=args.download and not args.no_download)
     images = data.images[: args.limit] if args.limit else data.images
     cfg = TrainConfig(**{f.name: getattr(args, f.name) for f in dataclasses.fields(TrainConfig)})
@@ -269,13 +284,18 @@ def main(argv: list[str] | None = None) -> None:
         cfg.steps = max(1, round(args.epochs * len(images) / cfg.batch_size))
     run_config = dataclasses.asdict(cfg) | {"data": str(args.data), "data_sha256": data.sha256,
                                             "data_description": data.description, "n_images": len(images)}
+    if not world.main:  # MLflow, checkpoints and samples are rank 0's
+        train(cfg, images, args.out, device=device, resume=args.resume, world=world)
+        return
+    run_config |= {"world_size": world.size}
     with tracked_run("dcgan_train", f"{cfg.arch}-{data.description}", run_config, device) as run:
-        result = train(cfg, images, args.out, device=device, resume=args.resume)
+        result = train(cfg, images, args.out, device=device, resume=args.resume, world=world)
         import mlflow
 
         mlflow.log_metrics({"train_wall_s": result.wall_s, "train_img_per_s_mean": result.img_per_s})
-        print(f"done: {result.steps} steps, {result.img_per_s:,.0f} img/s, {result.wall_s:.1f} s; "
-              f"checkpoint {Path(args.out) / 'last.pt'}; MLflow run {run.info.run_id}")
+        print(f"done: {result.steps} steps, {result.img_per_s:,.0f} img/s, {result.wall_s:.1f} s"
+              f"{f' on {world.size} ranks' if world.size > 1 else ''}; checkpoint {Path(args.out) / 'last.pt'}; "
+              f"MLflow run {run.info.run_id}")
 
 
 if __name__ == "__main__":

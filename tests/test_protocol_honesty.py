@@ -163,3 +163,12 @@ def test_the_gan_length_is_chosen_within_the_protocols_label_budget(tiny_folder,
     monkeypatch.setattr(proto, "make_validator", spy_validator)
     run_protocol(CIFAR10_PROBE, _smoke(tiny_folder, tmp_path, "--extractor", "dcgan"))
     assert seen and set(seen) == {10 * 10}
+
+
+def test_the_log_and_the_table_round_alike(tiny_folder, tmp_path, capsys):
+    from benchmarks.results import format_value
+
+    rows = run_protocol(CIFAR10_PROBE, _smoke(tiny_folder, tmp_path, "--extractor", "random-d"))
+    out = capsys.readouterr().out
+    for r in rows:
+        assert f"{format_value(r.value, r.std)}%" in out

@@ -1,0 +1,111 @@
+"""torchrun + DDP on CPU (gloo).
+
+One step's gradients on 2 ranks x batch 16 equal 1 process x batch 32 (float tolerance):
+that is the equivalence, free of Adam's first steps, which move every weight by about +-lr
+whatever the size of its gradient (so gradients that agree to 1e-7 but straddle zero give
+weights 2 lr apart).  Whole runs through torchrun (2 ranks, and 2 ranks resumed on 1) are
+then held to that bound."""
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+from dcgan_ref import checkpoint
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def _train(tmp_path: Path, data: Path, out: str, ranks: int, *extra: str) -> dict:
+    env = os.environ | {"PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1"}
+    launcher = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", str(ranks)]
+    cmd = [*launcher, "-m", "dcgan_ref.train", "--data", str(data), "--arch", "svhn32", "--batch-size", "32",
+           "--log-every", "1", "--ckpt-every", "1", "--sample-every", "1000", "--deterministic",
+           "--out", str(tmp_path / out), *extra]
+    done = subprocess.run(cmd, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-3000:]
+    return checkpoint.load(tmp_path / out / "last.pt")
+
+
+LR = 2e-4
+
+
+def _assert_same_training_state(a: dict, b: dict) -> None:
+    """Same step, data order and RNG streams; weights within Adam's sign-flip bound (2 lr per
+    step); batchnorm statistics those of the global batch (a rank normalising with its own
+    16 images lands about 0.1 away)."""
+    assert a["step"] == b["step"] and a["pos"] == b["pos"] and torch.equal(a["perm"], b["perm"])
+    assert torch.equal(a["data_gen"], b["data_gen"]) and torch.equal(a["z_gen"], b["z_gen"])
+    for net in ("g", "d"):
+        assert a[net].keys() == b[net].keys()
+        for k in a[net]:
+            x, y = a[net][k].float(), b[net][k].float()
+            if k.endswith(("weight", "bias")):
+                assert (x - y).abs().max() <= 2 * LR * a["step"] + 1e-6, f"{net}.{k}"
+            elif k.endswith(("running_mean", "running_var")):
+                torch.testing.assert_close(x, y, rtol=1e-2, atol=2e-3, msg=f"{net}.{k}")
+
+
+def _one_step_gradients(rank: int, world_size: int, init_file: str, out: str) -> None:
+    """One D+G step with lr 0 on this rank's shard; saves the (DDP-averaged) gradients."""
+    import torch.distributed as dist
+
+    from dcgan_ref.distributed import World
+    from dcgan_ref.step import GanSetup, StepSettings
+
+    torch.set_num_threads(1)
+    world = World(rank, world_size)
+    if world_size > 1:
+        dist.init_process_group("gloo", init_method=f"file://{init_file}", rank=rank, world_size=world_size)
+    gen = torch.Generator().manual_seed(0)
+    real = torch.randint(0, 256, (32, 3, 32, 32), dtype=torch.uint8, generator=gen)
+    z = torch.randn(32, 100, generator=gen)
+    setup = GanSetup.create("svhn32", StepSettings(), torch.device("cpu"), seed=0, lr=0.0, world=world)
+    setup.make_step()(world.shard(real), world.shard(z))
+    grads = {f"{n}.{k}": p.grad.clone() for n, m in (("g", setup.g), ("d", setup.d)) for k, p in m.named_parameters()}
+    torch.save(grads, f"{out}.{rank}")
+    if world_size > 1:
+        dist.destroy_process_group()
+
+
+def test_one_step_gradients_on_two_ranks_equal_one_process(tmp_path):
+    import torch.multiprocessing as mp
+
+    _one_step_gradients(0, 1, "", str(tmp_path / "single"))
+    mp.spawn(_one_step_gradients, args=(2, str(tmp_path / "init"), str(tmp_path / "ddp")), nprocs=2)
+    single = torch.load(tmp_path / "single.0")
+    for rank in (0, 1):
+        ddp = torch.load(tmp_path / f"ddp.{rank}")
+        assert ddp.keys() == single.keys()
+        for k in single:  # float rounding only: ~1e-6 of the gradient's norm
+            assert float((ddp[k] - single[k]).norm() / single[k].norm()) < 1e-5, k
+
+
+@pytest.mark.slow
+def test_two_ranks_train_the_same_gan_as_one_process(tiny_folder, tmp_path):
+    one = _train(tmp_path, tiny_folder, "one", 1, "--steps", "3")
+    two = _train(tmp_path, tiny_folder, "two", 2, "--steps", "3")
+    _assert_same_training_state(one, two)
+    assert not torch.equal(two["d"]["convs.1.1.running_var"], torch.ones(128))  # batchnorm statistics were global
+
+
+@pytest.mark.slow
+def test_a_two_rank_run_resumes_on_one_rank(tiny_folder, tmp_path):
+    whole = _train(tmp_path, tiny_folder, "whole", 1, "--steps", "4")
+    _train(tmp_path, tiny_folder, "cut", 2, "--steps", "2")
+    resumed = _train(tmp_path, tiny_folder, "cut", 1, "--steps", "4", "--resume")
+    _assert_same_training_state(whole, resumed)
+
+
+def test_the_global_batch_must_divide_over_the_ranks():
+    from dcgan_ref.distributed import World, check_batch
+    from dcgan_ref.errors import UserError
+
+    check_batch(128, World(0, 2))
+    with pytest.raises(UserError, match="must divide evenly over 3 ranks"):
+        check_batch(128, World(0, 3))
+    assert torch.equal(World(1, 2).shard(torch.arange(8)), torch.arange(4, 8))
