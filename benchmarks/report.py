@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import math
+import re
 import shutil
 from pathlib import Path
 from typing import Any
@@ -44,7 +45,8 @@ def _rows(df: pd.DataFrame, protocol: str) -> list[dict[str, Any]]:
                     "metric": METRIC_NAMES.get(r["metric"], r["metric"]), "data": r["dataset"],
                     "ours": r["value"], "std": r["std"], "paper": ref, "preset": r["preset"],
                     "device": r["device"], "date": r["date"], "commit": str(r["commit"])[:7],
-                    "run": r["mlflow_run_id"], "data_sha256": r["data_sha256"], "seed": r["seed"], "C": r["C"]})
+                    "run": r["mlflow_run_id"], "notes": r["notes"], "data_sha256": r["data_sha256"], "seed": r["seed"],
+                    "C": r["C"]})
     order = {"paper": 0, "newmu-svhn": 1, "faces": 2, "quick": 3, "ci": 4, "smoke": 5}
     return sorted(out, key=lambda r: (order.get(r["preset"], 9), r["what"], r["metric"]))  # paper scale first
 
@@ -110,11 +112,15 @@ def gan_figures(rows: list[dict[str, Any]], out: Path) -> list[str]:
         plt.close(fig)
         parts.append("![GAN losses](report/gan_losses.png)\n")
     if samples:
-        local = client.download_artifacts(r["run"], samples[-1], str(out / "_download"))
+        chosen = re.search(r"chosen on validation: step (\d+)", str(r["notes"]))
+        step = int(chosen.group(1)) if chosen else None
+        steps = {p: int(re.sub(r"\D", "", Path(p).stem) or 0) for p in samples}
+        pick = min(samples, key=lambda p: abs(steps[p] - step)) if step is not None else samples[-1]
+        local = client.download_artifacts(r["run"], pick, str(out / "_download"))
         shutil.copy(local, out / "gan_samples.png")
         shutil.rmtree(out / "_download", ignore_errors=True)
-        parts.append(f"Samples at the end of training ({Path(samples[-1]).stem}); the row's notes say which "
-                     "length was chosen on validation:\n\n![GAN samples](report/gan_samples.png)\n")
+        what = f"at the length chosen on validation (step {step})" if step is not None else "at the end of training"
+        parts.append(f"Samples {what}, `{Path(pick).name}`:\n\n![GAN samples](report/gan_samples.png)\n")
     return parts or ["_The DCGAN run logged no losses or samples._\n"]
 
 

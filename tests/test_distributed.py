@@ -72,6 +72,7 @@ def _one_step_gradients(rank: int, world_size: int, init_file: str, out: str) ->
         dist.destroy_process_group()
 
 
+@pytest.mark.slow
 def test_one_step_gradients_on_two_ranks_equal_one_process(tmp_path):
     import torch.multiprocessing as mp
 

@@ -154,6 +154,7 @@ def test_resume_from_a_truncated_checkpoint_is_a_one_line_error(tmp_path):
 
 
 # ----------------------------------------------------------------------------- signals
+@pytest.mark.slow
 def test_sigterm_ends_the_run_failed_and_keeps_the_checkpoint(tiny_folder, tmp_path):
     db = tmp_path / "term.db"
     env = os.environ | {"MLFLOW_TRACKING_URI": f"sqlite:///{db}", "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1"}

@@ -19,6 +19,7 @@ def _smoke(data, tmp_path, *extra):
     return ["--preset", "smoke", "--data", str(data), "--out", str(tmp_path / "runs"), *extra]
 
 
+@pytest.mark.slow
 def test_scrambled_test_labels_change_no_choice(tiny_folder, tmp_path, monkeypatch):
     """C, k and the GAN's length are chosen on validation: scrambling the test labels may
     change test accuracy but no choice."""

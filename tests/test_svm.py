@@ -55,7 +55,7 @@ def test_matches_linearsvc_on_real_pixels(pixels, C):
     assert ours.weight.dtype == torch.float32 and ours.weight.shape == (10, 3072)
 
 
-@pytest.mark.parametrize("C", [1e-2, 1e-1, 1.0, 10.0])
+@pytest.mark.parametrize("C", [1e-2, 1e-1, 1.0, pytest.param(10.0, marks=pytest.mark.slow)])
 def test_matches_linearsvc_on_a_separable_synthetic_problem(C):
     """600 x 3,000 Gaussian features with random labels: separable, the near-hard-margin
     regime where a stopping rule relative to the gradient at zero stopped after 2 Newton
