@@ -10,6 +10,7 @@ from benchmarks.report import gan_figures
 
 
 def test_samples_are_those_of_the_chosen_length(tmp_path):
+    mlflow.set_experiment("report")  # each test has its own store: name the experiment, never reuse an id
     with mlflow.start_run() as run:
         for step in (1, 2, 3):
             mlflow.log_metrics({"loss_D": 1.0 / step, "loss_G": float(step)}, step=step)
