@@ -19,7 +19,8 @@ import pandas as pd
 import torch
 
 from baselines import registry
-from benchmarks import report
+from benchmarks import report, supervised_control
+from benchmarks.classifiers import CLASSIFIERS
 from benchmarks.presets import PRESETS
 from benchmarks.protocol import CIFAR10_PROBE, SVHN_1000, run_protocol
 from benchmarks.results import RESULTS_DIR
@@ -98,7 +99,7 @@ def _label(job: Job, args: argparse.Namespace, device: torch.device) -> str:
     preset = PRESETS[args.preset]
     arch = preset.arch or job.spec.arch
     if job.extractor in job.spec.controls:
-        return f"supervised CNN ({arch})"
+        return supervised_control.label(arch)
     ctx = registry.BuildContext(device=device, seed=args.seed, image_size=32, n_fit_images=1, out_dir=Path(args.out),
                                 arch=arch, gan_epochs=1, discriminator=job.discriminator)
     return registry.build(job.extractor, ctx).label
@@ -125,7 +126,7 @@ def _estimate(job: Job, label: str, existing: pd.DataFrame, device: torch.device
 def _done(job: Job, label: str, existing: pd.DataFrame, commit: str, preset: str, sha: str) -> bool:
     if not len(existing):
         return False
-    clf = {"svm": "L2-SVM", "knn": "KNN", "cnn": "CNN"}[job.classifier]
+    clf = CLASSIFIERS[job.classifier].name if job.classifier in CLASSIFIERS else supervised_control.CLASSIFIER
     hit = existing[(existing["protocol"] == job.spec.name) & (existing["extractor"] == label)
                    & (existing["classifier"] == clf) & (existing["preset"] == preset)
                    & (existing["commit"] == commit) & (existing["data_sha256"] == sha)]

@@ -15,6 +15,13 @@ from benchmarks.run_context import RunContext
 from benchmarks.splits import draw_per_class
 from dcgan_ref.tracking import provenance, tracked_run
 
+CLASSIFIER = "CNN"  # the table's classifier column for this row
+
+
+def label(arch: str) -> str:
+    """The table label of the control for an architecture."""
+    return f"supervised CNN ({arch})"
+
 
 def evaluate_supervised(run: RunContext, data: ProtocolData, config: dict[str, Any], log=print) -> list[ResultRow]:
     import mlflow
@@ -22,8 +29,8 @@ def evaluate_supervised(run: RunContext, data: ProtocolData, config: dict[str, A
     t0, device = time.perf_counter(), run.device
     idx = draw_per_class(data.train.labels, data.rest_idx, run.per_class, run.seed * 1000)  # the first draw's labels
     x, y = data.train.images, data.train.labels
-    label = f"supervised CNN ({run.arch})"
-    with tracked_run(run.spec.name, f"{label} [{run.preset.name}]", config | {"extractor": label, "trials": run.trials},
+    name = label(run.arch)
+    with tracked_run(run.spec.name, f"{name} [{run.preset.name}]", config | {"extractor": name, "trials": run.trials},
                      device) as mlflow_run:
         result = random_search(run.arch, x[idx].to(device), y[idx].to(device), x[data.val_idx].to(device),
                                y[data.val_idx].to(device), trials=run.trials, seed=run.seed, device=device,
@@ -31,9 +38,9 @@ def evaluate_supervised(run: RunContext, data: ProtocolData, config: dict[str, A
         test_error = evaluate_error(result.model, data.test.images.to(device), data.test.labels.to(device))
         mlflow.log_metrics({"val_error_1000": result.val_error, "test_error_1000": test_error})
         mlflow.log_dict({"trials": result.trials, "best": dataclasses.asdict(result.best)}, "random_search.json")
-        log(f"[{label}] {run.trials} trials: val error {result.val_error:.2f}%, test error {test_error:.2f}%")
+        log(f"[{name}] {run.trials} trials: val error {result.val_error:.2f}%, test error {test_error:.2f}%")
         prov, wall = provenance(device), time.perf_counter() - t0
-        common = dict(protocol=run.spec.name, dataset=data.train.description, extractor=label, classifier="CNN",
+        common = dict(protocol=run.spec.name, dataset=data.train.description, extractor=name, classifier=CLASSIFIER,
                       gan_data="-", preset=run.preset.name, n_draws=1, wall_s=round(wall, 1), device=prov["device"],
                       torch=prov["torch"], commit=prov["commit"], dirty=prov["dirty"], date=dt.date.today().isoformat(),
                       seed=run.seed, data_sha256=data.train.sha256, mlflow_run_id=mlflow_run.info.run_id,
