@@ -6,6 +6,7 @@ one-line message before any data is read.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
@@ -38,6 +39,13 @@ def _number(kind: type, low: float, what: str) -> Callable[[str], float]:
 POSITIVE_INT = _number(int, 1, "an integer >= 1")
 NONNEGATIVE_INT = _number(int, 0, "an integer >= 0")
 POSITIVE_FLOAT = _number(float, 1e-300, "a number > 0")
+
+
+def _positive_floats(text: str) -> tuple[float, ...]:
+    values = tuple(POSITIVE_FLOAT(t) for t in text.split(",") if t.strip())
+    if not values:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a comma list of numbers > 0")
+    return tuple(sorted(set(values)))
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -89,6 +97,9 @@ def build_parser(spec: ProtocolSpec) -> argparse.ArgumentParser:
     p.add_argument("--draws", type=POSITIVE_INT, help="label-scarce draws (default: the preset's)")
     p.add_argument("--trials", type=POSITIVE_INT, help="random-search trials of the supervised control (paper: 64)")
     p.add_argument("--gan-epochs", type=POSITIVE_FLOAT, help="override the preset's GAN training length")
+    p.add_argument("--eval-epochs", type=_positive_floats,
+                   help="comma list of GAN lengths (epochs) scored on validation, the best kept; the final "
+                        "length always is (default: the preset's, those within --gan-epochs)")
     p.add_argument("--seed", type=NONNEGATIVE_INT, default=0)
     p.add_argument("--device")
     p.add_argument("--download", action="store_true",
@@ -112,9 +123,16 @@ def parse_run(spec: ProtocolSpec, argv: list[str] | None, log=print) -> RunConte
     if args.discriminator:  # a bad file is an error now, not after the data has loaded
         load_discriminator(args.discriminator)
     try:
-        preset = resolve_preset(args.preset, device, log=log, gan_epochs=args.gan_epochs)
+        preset = resolve_preset(args.preset, device, log=log, gan_epochs=args.gan_epochs,
+                                eval_epochs=args.eval_epochs)
     except ValueError as e:
         raise UserError(str(e)) from None
+    late = [e for e in preset.eval_epochs if e > preset.gan_epochs]
+    if args.eval_epochs and late:
+        raise UserError(f"--eval-epochs {','.join(f'{e:g}' for e in late)}: past the GAN's training length "
+                        f"({preset.gan_epochs:g} epochs)")
+    if late:  # a shortened training keeps the preset's candidate lengths that it reaches
+        preset = dataclasses.replace(preset, eval_epochs=tuple(e for e in preset.eval_epochs if e <= preset.gan_epochs))
     names, kinds = _split(args.extractor), _split(args.classifier)
     for k in kinds:
         if k not in CLASSIFIERS:

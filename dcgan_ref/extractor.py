@@ -8,6 +8,7 @@ concatenates.  It satisfies ``baselines.interface.FeatureExtractor`` structurall
 from __future__ import annotations
 
 import copy
+import dataclasses
 from pathlib import Path
 from typing import Any, Callable
 
@@ -100,13 +101,19 @@ class DCGANExtractor:
         self.g = result.g
         info = {"train_img_per_s": result.img_per_s, "train_wall_s": result.wall_s, "train_steps": result.steps,
                 "final_loss_D": result.last_losses[0], "final_loss_G": result.last_losses[1]}
+        epochs = lambda steps: f"{steps * cfg.batch_size / len(images):.3g}"  # noqa: E731
+        trained = f"GAN ({cfg.arch}) trained {epochs(result.steps)} epochs on {len(images):,} images"
         if best:
             self.d = best["d"].to(self.device)
             info.update(chosen_step=best["step"], **{f"val_score_step_{s}": v for s, v in scores.items()})
-            self.notes = f"GAN length chosen on validation: step {best['step']} of {result.steps}"
+            self.notes = (f"{trained}; length chosen on validation: epoch {epochs(best['step'])} "
+                          f"(step {best['step']} of {result.steps})")
+            # The chosen D as a checkpoint --discriminator loads, for other protocols to reuse.
+            checkpoint.save_atomic({"config": dataclasses.asdict(cfg), "step": best["step"],
+                                    "d": best["d"].state_dict()}, self.out_dir / "chosen.pt")
         else:
             self.d = result.d
-            self.notes = f"GAN trained {result.steps} steps ({result.steps * cfg.batch_size / len(images):g} epochs)"
+            self.notes = trained
         return info
 
     def transform(self, images: torch.Tensor) -> torch.Tensor:

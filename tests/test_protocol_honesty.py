@@ -173,3 +173,34 @@ def test_the_log_and_the_table_round_alike(tiny_folder, tmp_path, capsys):
     out = capsys.readouterr().out
     for r in rows:
         assert f"{format_value(r.value, r.std)}%" in out
+
+
+def test_eval_epochs_name_the_candidate_lengths_and_must_be_reached(capsys):
+    run = parse_run(CIFAR10_PROBE, ["--preset", "paper", "--device", "cpu", "--gan-epochs", "6",
+                                    "--eval-epochs", "4,2,4"])
+    assert run.preset.eval_epochs == (2.0, 4.0)
+    # a shortened training keeps the preset's candidates it reaches (paper: 5, 10, ...)
+    assert parse_run(CIFAR10_PROBE, ["--preset", "paper", "--device", "cpu", "--gan-epochs", "8"]
+                     ).preset.eval_epochs == (5,)
+    from dcgan_ref.errors import UserError
+
+    with pytest.raises(UserError, match=r"--eval-epochs 9: past the GAN's training length \(6 epochs\)"):
+        parse_run(CIFAR10_PROBE, ["--preset", "paper", "--device", "cpu", "--gan-epochs", "6", "--eval-epochs", "2,9"])
+
+
+def test_the_chosen_length_is_saved_as_a_discriminator_other_protocols_load(tiny_folder, tmp_path):
+    """``<run>/gan/chosen.pt`` is the validation-chosen D, loadable with ``--discriminator``:
+    the SVHN-protocol row of a GAN trained in the CIFAR-10 probe uses the same D."""
+    from dcgan_ref import checkpoint
+    from dcgan_ref.pretrained import load_discriminator
+
+    argv = _smoke(tiny_folder, tmp_path, "--extractor", "dcgan", "--gan-epochs", "0.5", "--eval-epochs", "0.125")
+    rows = run_protocol(CIFAR10_PROBE, argv)
+    notes = rows[0].notes
+    assert "GAN (svhn32) trained 0.5 epochs on" in notes and "length chosen on validation: epoch" in notes
+    chosen = list((tmp_path / "runs").rglob("chosen.pt"))
+    assert len(chosen) == 1
+    pre = load_discriminator(str(chosen[0]))
+    assert pre.arch == "svhn32"
+    choice = checkpoint.load(chosen[0].with_name("length_choice.pt"))
+    assert all(torch.equal(pre.d.state_dict()[k], v) for k, v in choice["best_d"].items())
