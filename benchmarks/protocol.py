@@ -10,6 +10,7 @@ preset's name: what differs between them is data on them.  Each row runs in thre
 """
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import time
 from dataclasses import asdict, dataclass
@@ -38,12 +39,17 @@ from benchmarks.run_context import RunContext, parse_run
 from benchmarks.spec import CIFAR10_PROBE, SVHN_1000, ProtocolSpec
 from benchmarks.splits import draw_per_class
 from benchmarks.supervised_control import evaluate_supervised
+from dcgan_ref.distributed import gather_rows, init_from_env, share_object
 from dcgan_ref.errors import UserError
 from dcgan_ref.tracking import check_tracking_store, provenance, tracked_run, unwritable
 
 __all__ = ["CIFAR10_PROBE", "SVHN_1000", "ProtocolSpec", "run_protocol"]
 
-CONTROLS = {"supervised": evaluate_supervised}  # the protocols' control evaluators, by --extractor name
+CONTROLS = {"supervised": evaluate_supervised}
+
+
+def _quiet(*_: object) -> None:  # the log of ranks other than 0
+    pass  # the protocols' control evaluators, by --extractor name
 
 
 # ------------------------------------------------------------------ compute
@@ -89,22 +95,33 @@ def make_validator(run: RunContext, data: ProtocolData, x: torch.Tensor, y: torc
     return validate
 
 
-def compute_features(run: RunContext, data: ProtocolData, extractor: FeatureExtractor, log=print) -> Features:
-    """Fit the extractor on the unlabelled data, extract train and test features once, standardise."""
+def compute_features(run: RunContext, data: ProtocolData, extractor: FeatureExtractor, log=print) -> Features | None:
+    """Fit the extractor on the unlabelled data, extract train and test features once, standardise.
+
+    Under torchrun, rank 0 fits, every rank extracts its share of the images with rank 0's
+    extractor, and rank 0 alone gets the features (the other ranks: ``None``).
+    """
+    world = run.world
     x, y = data.train.images.to(run.device), data.train.labels.to(run.device)
-    validate = make_validator(run, data, x, y) if run.preset.eval_epochs else None
     t0 = time.perf_counter()
-    info = extractor.fit(data.gan_images.to(run.device), validate=validate)
+    info: dict[str, Any] = {}
+    if world.main:
+        validate = make_validator(run, data, x, y) if run.preset.eval_epochs else None
+        info = extractor.fit(data.gan_images.to(run.device), validate=validate)
+    extractor = share_object(extractor, world, run.device)
     fit_s = time.perf_counter() - t0
     t0 = time.perf_counter()
-    f_train, f_test = extractor.transform(x), extractor.transform(data.test.images.to(run.device))
+    f_train = gather_rows(extractor.transform, x, world)
+    f_test = gather_rows(extractor.transform, data.test.images.to(run.device), world)
     features_s = time.perf_counter() - t0
+    if not world.main:
+        return None
     std = Standardizer.fit(f_train)  # statistics of the training features only
     std.apply_(f_train)
     std.apply_(f_test)
     log(f"[{extractor.label}] fit {fit_s:.1f} s, features {tuple(f_train.shape)} in {features_s:.1f} s")
     metrics = {k: float(v) for k, v in info.items()} | {"fit_s": fit_s, "features_s": features_s,
-                                                       "feature_dim": f_train.shape[1]}
+                                                       "feature_dim": f_train.shape[1], "world_size": world.size}
     return Features(extractor, f_train, f_test, metrics)
 
 
@@ -208,6 +225,9 @@ def evaluate_extractor(run: RunContext, data: ProtocolData, name: str, kinds: li
     # One folder per (extractor, preset, seed, data), so --resume finds an interrupted run's checkpoint.
     out_dir = run.out / run.spec.name / f"{name}-{run.preset.name}-seed{run.seed}-{data.train.sha256[:8]}"
     extractor = registry.build(name, build_context(run, data, out_dir))
+    if not run.world.main:  # its share of the extraction; rank 0 evaluates and records
+        compute_features(run, data, extractor, log)
+        return []
     config = _base_config(run, data) | {"extractor": extractor.label, "classifiers": kinds,
                                         "extractor_settings": extractor.settings()}
     with tracked_run(run.spec.name, f"{extractor.label} [{run.preset.name}]", config, run.device) as mlflow_run:
@@ -249,6 +269,15 @@ def _base_config(run: RunContext, data: ProtocolData) -> dict[str, Any]:
 # ------------------------------------------------------------------ the whole protocol
 def run_protocol(spec: ProtocolSpec, argv: list[str] | None = None, log=print) -> list[ResultRow]:
     run = parse_run(spec, argv, log)
+    # Under torchrun the ranks share the feature extraction; the others wait while rank 0
+    # fits (a GAN can take hours), so their collectives must wait that long.
+    world, device = init_from_env(run.device, timeout=dt.timedelta(hours=48))
+    if world.size > 1 and run.bn_mode == "batch":
+        raise UserError("--bn-mode batch normalises each image with its batch's statistics, so its features "
+                        "depend on how the images are split over ranks: run it in one process")
+    run = dataclasses.replace(run, world=world, device=device)
+    if not world.main:
+        log = _quiet
     # Everything that can fail without computing fails first, in seconds: the store the
     # runs log to, and the folder the rows go to (not after an hour of compute).
     check_tracking_store()
@@ -268,6 +297,8 @@ def run_protocol(spec: ProtocolSpec, argv: list[str] | None = None, log=print) -
     rows: list[ResultRow] = []
     for name, kinds in by_extractor.items():
         rows += evaluate_extractor(run, data, name, kinds, log)
+    if not world.main:
+        return rows
     for control in run.controls:
         rows += CONTROLS[control](run, data, _base_config(run, data), log)
     log(f"{spec.name} done in {time.perf_counter() - t0:.1f} s\n")

@@ -17,6 +17,7 @@ from baselines import registry
 from benchmarks.classifiers import CLASSIFIERS
 from benchmarks.presets import PRESETS, Preset, resolve_preset
 from benchmarks.spec import ProtocolSpec
+from dcgan_ref.distributed import World
 from dcgan_ref.errors import UserError
 from dcgan_ref.models import ARCHITECTURES
 from dcgan_ref.pretrained import load_discriminator
@@ -73,6 +74,7 @@ class RunContext:
     out: Path
     results_dir: Path | None
     write_results: bool
+    world: World = World()          # under torchrun: this rank (feature extraction shards over ranks)
 
 
 def build_parser(spec: ProtocolSpec) -> argparse.ArgumentParser:

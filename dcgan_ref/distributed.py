@@ -11,6 +11,7 @@ GPUs, gloo on CPUs; rank 0 alone writes checkpoints, samples and MLflow.
 """
 from __future__ import annotations
 
+import datetime as dt
 import os
 from dataclasses import dataclass
 
@@ -39,8 +40,11 @@ class World:
         return batch[self.rank * per_rank:(self.rank + 1) * per_rank]
 
 
-def init_from_env(device: torch.device) -> tuple[World, torch.device]:
-    """The process group torchrun describes in the environment (none: a single process)."""
+def init_from_env(device: torch.device, timeout: dt.timedelta | None = None) -> tuple[World, torch.device]:
+    """The process group torchrun describes in the environment (none: a single process).
+
+    ``timeout``: how long a collective may wait (the default, 10-30 min, is too short for
+    ranks that wait while rank 0 trains a GAN)."""
     size = int(os.environ.get("WORLD_SIZE", "1"))
     if size == 1:
         return World(), device
@@ -49,7 +53,7 @@ def init_from_env(device: torch.device) -> tuple[World, torch.device]:
         device = torch.device("cuda", world.local_rank)
         torch.cuda.set_device(device)
     if not dist.is_initialized():
-        dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
+        dist.init_process_group("nccl" if device.type == "cuda" else "gloo", timeout=timeout)
     return world, device
 
 
@@ -118,3 +122,50 @@ def all_mean(t: torch.Tensor, world: World) -> torch.Tensor:
         dist.all_reduce(t)
         t /= world.size
     return t
+
+
+# ------------------------------------------------------------------ sharded feature extraction
+def share_object(obj, world: World, device: torch.device):
+    """Rank 0's ``obj`` (a fitted extractor) on every rank, its tensors on this rank's device.
+
+    ``torch.save`` / ``torch.load(map_location=...)`` rather than pickle: rank 0's CUDA
+    tensors land on each rank's own GPU.  The bytes come from rank 0 of this same job, so
+    loading them with ``weights_only=False`` runs no one else's code.
+    """
+    if world.size == 1:
+        return obj
+    import io
+
+    payload = [None]
+    if world.main:
+        buf = io.BytesIO()
+        torch.save(obj, buf)
+        payload = [buf.getvalue()]
+    dist.broadcast_object_list(payload, src=0)
+    return obj if world.main else torch.load(io.BytesIO(payload[0]), map_location=device, weights_only=False)
+
+
+def row_bounds(n: int, world: World) -> tuple[int, int]:
+    """This rank's contiguous share of ``n`` rows (the first ``n % size`` ranks take one more)."""
+    per, extra = divmod(n, world.size)
+    start = world.rank * per + min(world.rank, extra)
+    return start, start + per + (world.rank < extra)
+
+
+def gather_rows(fn, x: torch.Tensor, world: World) -> torch.Tensor | None:
+    """``fn(x)`` computed by the ranks together: each maps its share of the rows, rank 0
+    receives the whole ``(len(x), ...)`` result in row order, the other ranks ``None``.
+    ``fn`` must map each row independently of the others (batchnorm in eval mode, say)."""
+    if world.size == 1:
+        return fn(x)
+    start, stop = row_bounds(len(x), world)
+    part = fn(x[start:stop])
+    longest = -(-len(x) // world.size)
+    padded = part.new_zeros((longest, *part.shape[1:]))  # gather needs equal shapes
+    padded[:len(part)] = part
+    parts = [torch.empty_like(padded) for _ in range(world.size)] if world.main else None
+    dist.gather(padded, parts, dst=0)
+    if not world.main:
+        return None
+    return torch.cat([p[:b - a] for p, (a, b) in zip(parts, (row_bounds(len(x), World(r, world.size))
+                                                              for r in range(world.size)))])

@@ -105,3 +105,63 @@ def test_the_global_batch_must_divide_over_the_ranks():
     with pytest.raises(UserError, match="must divide evenly over 3 ranks"):
         check_batch(128, World(0, 3))
     assert torch.equal(World(1, 2).shard(torch.arange(8)), torch.arange(4, 8))
+
+
+def _gather_on_ranks(rank: int, world_size: int, init_file: str, out: str) -> None:
+    import torch.distributed as dist
+
+    from dcgan_ref.distributed import World, gather_rows, share_object
+
+    dist.init_process_group("gloo", init_method=f"file://{init_file}", rank=rank, world_size=world_size)
+    world = World(rank, world_size)
+    x = torch.arange(7 * 3, dtype=torch.float32).view(7, 3)  # 7 rows: shares of 4 and 3
+    seen = []
+    scale = share_object({"factor": torch.tensor(2.0 if rank == 0 else -1.0)}, world, torch.device("cpu"))
+    result = gather_rows(lambda t: seen.append(len(t)) or t * scale["factor"], x, world)
+    torch.save({"result": result, "seen": seen}, f"{out}.{rank}")
+    dist.destroy_process_group()
+
+
+def test_sharded_extraction_gives_rank_0_every_row_in_order(tmp_path):
+    """Each rank maps its share with rank 0's object; rank 0 gets the rows in order, the others nothing."""
+    import torch.multiprocessing as mp
+
+    mp.spawn(_gather_on_ranks, args=(2, str(tmp_path / "init"), str(tmp_path / "out")), nprocs=2)
+    r0, r1 = torch.load(tmp_path / "out.0"), torch.load(tmp_path / "out.1")
+    assert torch.equal(r0["result"], torch.arange(21, dtype=torch.float32).view(7, 3) * 2)  # rank 0's factor
+    assert r1["result"] is None and (r0["seen"], r1["seen"]) == ([4], [3])
+
+
+@pytest.mark.slow
+def test_a_protocol_under_torchrun_gives_the_rows_of_one_process(tiny_folder, tmp_path):
+    """``torchrun -m benchmarks.cifar10_probe``: rank 0 fits, both ranks extract, rank 0 alone
+    evaluates and writes; the rows equal those of one process."""
+    import pandas as pd
+
+    env = os.environ | {"PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1"}
+    args = ["-m", "benchmarks.cifar10_probe", "--preset", "smoke", "--data", str(tiny_folder), "--device", "cpu",
+            "--extractor", "random-d,kmeans-16,pixels", "--out", str(tmp_path / "runs")]
+    tables = {}
+    for name, launcher in (("one", []), ("two", ["-m", "torch.distributed.run", "--standalone",
+                                                 "--nproc_per_node", "2"])):
+        cmd = [sys.executable, *launcher, *args, "--results-dir", str(tmp_path / name)]
+        done = subprocess.run(cmd, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
+        assert done.returncode == 0, done.stderr[-3000:]
+        table = pd.read_csv(tmp_path / name / "cifar10_probe.csv")
+        tables[name] = table[table.source == "ours"].reset_index(drop=True)
+    key = ["extractor", "metric", "value", "std", "C", "feature_dim"]
+    assert len(tables["one"]) == 6
+    pd.testing.assert_frame_equal(tables["one"][key], tables["two"][key])
+
+
+def test_batch_statistics_at_extraction_cannot_shard(tiny_folder, tmp_path, monkeypatch, capsys):
+    from benchmarks import cifar10_probe, protocol
+    from dcgan_ref.distributed import World
+    from dcgan_ref.errors import run_cli
+
+    monkeypatch.setattr(protocol, "init_from_env", lambda device, timeout=None: (World(0, 2), device))
+    monkeypatch.setattr(protocol, "load_data", lambda *a, **k: pytest.fail("data was read"))
+    with pytest.raises(SystemExit) as exit_info:
+        run_cli(cifar10_probe.main, ["--preset", "smoke", "--data", str(tiny_folder), "--bn-mode", "batch",
+                                     "--extractor", "random-d"])
+    assert exit_info.value.code == 2 and "run it in one process" in capsys.readouterr().err
