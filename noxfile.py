@@ -1,5 +1,5 @@
 """Sessions: ``nox -s cifar10_probe``, ``nox -s svhn_1000``, ``nox -s reproduce``, ``nox -s tests``,
-``nox -s throughput``.
+``nox -s throughput``, ``nox -s figures``.
 
 Every session runs in ONE environment per machine (default ``~/.cache/dcgan-repro/venv``,
 override with ``DCGAN_REPRO_VENV``): torch is installed there once, not once per session.
@@ -89,3 +89,9 @@ def throughput(session: nox.Session) -> None:
     """GPU throughput suite; on a CPU a small correctness check that writes nothing."""
     python = _python(session)
     session.run(python, "-m", "benchmarks.throughput", *session.posargs, external=True)
+
+
+@nox.session
+def figures(session: nox.Session) -> None:
+    """The paper's figures from one G/D pair into docs/figures/ (see README's gallery)."""
+    session.run(_python(session), "-m", "dcgan_ref.figures", *session.posargs, external=True)

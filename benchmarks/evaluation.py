@@ -60,6 +60,7 @@ class Evaluation:
     test_std: float = 0.0
     n_train: int = 0
     draws: list[dict[str, Any]] = field(default_factory=list)  # per draw: seed, val accuracy, test accuracy
+    test_pred: torch.Tensor | None = None  # full: the predicted test labels (to score a subset of test)
 
 
 def _choose(val_scores: dict[Any, float]) -> Any:
@@ -84,7 +85,8 @@ def full_data_eval(clf: Classifier, x: torch.Tensor, y: torch.Tensor, x_test: to
     val_scores = {h: accuracy(p(x_val), y_val) for h, p in predictors.items()}
     chosen = _choose(val_scores)
     test_pred = clf.sweep(x, y, [chosen])[chosen](x_test)
-    return Evaluation("full", chosen, val_scores, accuracy(test_pred, y_test), n_train=len(x))
+    return Evaluation("full", chosen, val_scores, accuracy(test_pred, y_test), n_train=len(x),
+                      test_pred=test_pred.cpu())
 
 
 def label_draws_eval(clf: Classifier, x: torch.Tensor, y: torch.Tensor, x_test: torch.Tensor, y_test: torch.Tensor,

@@ -133,6 +133,31 @@ class Scored:
     value: float
     evaluation: Evaluation
     solver: list[dict[str, Any]]
+    notes: str = ""  # what the row's notes say about this evaluation
+
+
+def kept_test_rows(run: RunContext, data: ProtocolData) -> torch.Tensor | None:
+    """Which test images the all-labels evaluation also scores on alone (bool over
+    ``data.test``): all but those ``--exclude-near-duplicates`` lists; None without it.
+
+    Its indices point into one test split: a list made from other data, or a preset that
+    tests on a subset of the split (the indices would name other images), is refused.
+    """
+    nd = run.exclude_near_duplicates
+    if nd is None:
+        return None
+    for split, theirs, ours in (("test", nd.test_sha256, data.test.sha256),
+                                ("train", nd.train_sha256, data.train.sha256)):
+        if theirs is not None and theirs != ours:
+            raise UserError(f"--exclude-near-duplicates {nd.path}: made for {split} data sha256 {theirs}, but this "
+                            f"run's {split} data is {ours}")
+    if nd.n_test != len(data.test):
+        raise UserError(f"--exclude-near-duplicates {nd.path}: indexes the whole {nd.n_test:,}-image test split, but "
+                        f"preset {run.preset.name} tests on {len(data.test):,} of them; use a preset that keeps the "
+                        f"whole test split (paper)")
+    keep = torch.ones(len(data.test), dtype=torch.bool)
+    keep[list(nd.test_indices)] = False
+    return keep
 
 
 def _stored(x: float) -> float:
@@ -155,6 +180,14 @@ def evaluate(run: RunContext, data: ProtocolData, feats: Features, kind: str, lo
         scored.append(Scored("test_accuracy", ev.test_accuracy, ev, clf.diagnostics()))
         log(f"  all labels: {clf.hyper}={ev.chosen:g} (val {ev.val_scores[ev.chosen]:.2f}%) -> test "
             f"{format_value(_stored(ev.test_accuracy))}%")
+        keep = kept_test_rows(run, data)
+        if keep is not None:  # the same fit and C, scored on the test images without near-duplicates in train
+            acc = evaluation.accuracy(ev.test_pred[keep], y_test[keep])
+            removed = int((~keep).sum())
+            scored.append(Scored("test_accuracy_no_near_duplicates", acc, ev, clf.diagnostics(),
+                                 notes=f"{removed} of {len(keep)} test images removed: near-duplicates of train "
+                                       f"images listed in {run.exclude_near_duplicates.path}"))
+            log(f"  all labels without {removed} near-duplicate test images: test {format_value(_stored(acc))}%")
     clf = cls(n_classes)
     ev = evaluation.label_draws_eval(clf, feats.train, y, feats.test, y_test, data.val_rows, data.rest_idx,
                                      run.per_class, run.draws, run.seed, grid)
@@ -213,7 +246,7 @@ def record(run: RunContext, data: ProtocolData, feats: Features, kind: str, scor
             C=ev.chosen if hyper == "C" else None, k=ev.chosen if hyper == "k" else None,
             wall_s=round(wall_s, 1), device=prov["device"], torch=prov["torch"], commit=prov["commit"],
             dirty=prov["dirty"], date=dt.date.today().isoformat(), seed=run.seed, data_sha256=data.train.sha256,
-            mlflow_run_id=mlflow_run.info.run_id, notes="; ".join(n for n in (ex.notes, *warnings) if n)))
+            mlflow_run_id=mlflow_run.info.run_id, notes="; ".join(n for n in (ex.notes, s.notes, *warnings) if n)))
     return rows
 
 
@@ -263,7 +296,8 @@ def _base_config(run: RunContext, data: ProtocolData) -> dict[str, Any]:
             "seed": run.seed, "arch": run.arch, "n_train": len(data.train), "n_val": len(data.val_idx),
             "n_test": len(data.test), "draws": run.draws, "per_class": run.per_class, "data": str(run.data),
             "data_sha256": data.train.sha256, "test_sha256": data.test.sha256, "gan_data": data.gan_description,
-            "bn_mode": run.bn_mode, "preset_settings": asdict(run.preset)}
+            "bn_mode": run.bn_mode, "preset_settings": asdict(run.preset),
+            "exclude_near_duplicates": str(run.exclude_near_duplicates.path) if run.exclude_near_duplicates else None}
 
 
 # ------------------------------------------------------------------ the whole protocol
@@ -294,6 +328,10 @@ def run_protocol(spec: ProtocolSpec, argv: list[str] | None = None, log=print) -
         f"{', '.join(f'{n}+{k}' for n, k in run.rows)}{''.join(f' + {c}' for c in run.controls)}")
     t0 = time.perf_counter()
     data = load_data(run, log)
+    keep = kept_test_rows(run, data)  # a list made for other data fails now, not after the extractor's fit
+    if keep is not None:
+        log(f"--exclude-near-duplicates: all-labels accuracy also without {int((~keep).sum())} of {len(keep)} "
+            f"test images")
     rows: list[ResultRow] = []
     for name, kinds in by_extractor.items():
         rows += evaluate_extractor(run, data, name, kinds, log)

@@ -80,6 +80,7 @@ def _blank(v: Any) -> str:
 
 
 METRIC_NAMES = {"test_accuracy": "all labels", "test_accuracy_400pc": "400 labels/class",
+                "test_accuracy_no_near_duplicates": "all labels, test without near-duplicates of train",
                 "test_error_1000": "1,000 labels, test error", "val_error_1000": "1,000 labels, validation error"}
 
 

@@ -19,6 +19,7 @@ from benchmarks.presets import PRESETS, Preset, resolve_preset
 from benchmarks.spec import ProtocolSpec
 from dcgan_ref.distributed import World
 from dcgan_ref.errors import UserError
+from dcgan_ref.figures.dedup import NearDuplicates, read_near_duplicates
 from dcgan_ref.models import ARCHITECTURES
 from dcgan_ref.pretrained import load_discriminator
 from dcgan_ref.train import pick_device
@@ -74,6 +75,7 @@ class RunContext:
     out: Path
     results_dir: Path | None
     write_results: bool
+    exclude_near_duplicates: NearDuplicates | None = None  # test images the all-labels evaluation also scores without
     world: World = World()          # under torchrun: this rank (feature extraction shards over ranks)
 
 
@@ -110,6 +112,9 @@ def build_parser(spec: ProtocolSpec) -> argparse.ArgumentParser:
     p.add_argument("--out", default="runs", help="GAN checkpoints and samples go under <out>/<protocol>/")
     p.add_argument("--resume", action="store_true",
                    help="continue an interrupted GAN training from its checkpoint under --out (same settings)")
+    p.add_argument("--exclude-near-duplicates", metavar="DEDUP_JSON",
+                   help="also report all-labels test accuracy without the test images that this dedup.json "
+                        "(dcgan_ref.figures.dedup.make) lists as near-duplicates of train images")
     p.add_argument("--results-dir", help="where the tables go (default: the repo's results/)")
     p.add_argument("--no-results", action="store_true", help="do not write results/ (smoke never does)")
     return p
@@ -151,6 +156,15 @@ def parse_run(spec: ProtocolSpec, argv: list[str] | None, log=print) -> RunConte
                 raise UserError(str(e)) from None
     if args.discriminator and not any(n == "dcgan" for n, _ in rows):
         raise UserError("--discriminator replaces the trained DCGAN: use it with --extractor dcgan (or all)")
+    near_duplicates = None
+    if args.exclude_near_duplicates:  # read now: a bad file fails before any data is read
+        if not spec.full_data:
+            raise UserError(f"--exclude-near-duplicates adds to the all-labels evaluation, which {spec.name} "
+                            f"does not have")
+        try:
+            near_duplicates = read_near_duplicates(Path(args.exclude_near_duplicates))
+        except (ValueError, FileNotFoundError) as e:
+            raise UserError(f"--exclude-near-duplicates {e}") from None
     return RunContext(
         spec=spec, preset=preset, device=device, arch=args.arch or preset.arch or spec.arch,
         data=args.data, dataset=args.dataset, gan_data=args.gan_data or spec.gan_data_default,
@@ -163,4 +177,5 @@ def parse_run(spec: ProtocolSpec, argv: list[str] | None, log=print) -> RunConte
         resume=args.resume, out=Path(args.out), results_dir=Path(args.results_dir) if args.results_dir else None,
         # smoke rows never reach the repo's results/, only a folder named with --results-dir
         write_results=(preset.writes_results or args.results_dir is not None) and not args.no_results,
+        exclude_near_duplicates=near_duplicates,
     )

@@ -12,6 +12,7 @@ GPUs, gloo on CPUs; rank 0 alone writes checkpoints, samples and MLflow.
 from __future__ import annotations
 
 import datetime as dt
+import io
 import os
 from dataclasses import dataclass
 
@@ -134,8 +135,6 @@ def share_object(obj, world: World, device: torch.device):
     """
     if world.size == 1:
         return obj
-    import io
-
     payload = [None]
     if world.main:
         buf = io.BytesIO()

@@ -4,7 +4,9 @@ Adam(2e-4, beta1 0.5), batch 128, BCE on logits, z per architecture.  Batches ar
 by indexing a device-resident uint8 tensor with a per-epoch ``randperm``; losses stay on
 the device and are read only every ``log_every`` steps.  Checkpoints (atomic) hold model,
 optimiser, data-order and RNG states, so ``--resume`` continues exactly where a run
-stopped.  A non-finite loss stops the run with ``TrainingDiverged``.
+stopped.  A non-finite loss stops the run with ``TrainingDiverged``.  At every epoch's end
+a mode-collapse check (``dcgan_ref.collapse``) logs G's sample diversity and warns when it
+collapses.
 """
 from __future__ import annotations
 
@@ -22,6 +24,7 @@ import torch
 from torchvision.utils import make_grid, save_image
 
 from dcgan_ref import checkpoint
+from dcgan_ref.collapse import CollapseMonitor
 from dcgan_ref.data import load_split
 from dcgan_ref.distributed import World, all_mean, check_batch, init_from_env
 from dcgan_ref.errors import TrainingDiverged, UserError, run_cli
@@ -59,6 +62,9 @@ class TrainResult:
     img_per_s: float
     wall_s: float
     last_losses: tuple[float, float]
+    # One dict per epoch's end (and the run's): step, epoch, diversity, near_identical, flag,
+    # and loss_D/loss_G of the latest logged window (NaN before the first).
+    collapse: list[dict] = dataclasses.field(default_factory=list)
 
 
 def pick_device(name: str | None = None) -> torch.device:
@@ -149,6 +155,8 @@ def train(cfg: TrainConfig, images: torch.Tensor, out_dir: str | os.PathLike, *,
     # checkpointed on its own, so a resumed run draws exactly what an uninterrupted one would.
     z_gen = torch.Generator(device).manual_seed(cfg.seed + 2)
     fixed_z = arch.sample_z(64, device, torch.Generator(device).manual_seed(cfg.seed + 3))
+    # The collapse check's fixed z and real reference: their own seeds, so nothing to checkpoint.
+    monitor = CollapseMonitor(g, images, device, seed=cfg.seed + 4)
     step = 0
 
     data_id = {"sha256": _tensor_sha256(images), "n_images": len(images)}
@@ -197,6 +205,8 @@ def train(cfg: TrainConfig, images: torch.Tensor, out_dir: str | os.PathLike, *,
     loss_sum = torch.zeros(2, device=device)
     window_start, window_steps, last = time.perf_counter(), 0, (math.nan, math.nan)
     t0, start_step = time.perf_counter(), step
+    steps_per_epoch = n // b  # ResidentBatches draws full batches only: a pass over the data is n // b steps
+    collapse_history: list[dict] = []
     log(f"training {cfg.arch} on {n} images, {device}, batch {b}, {cfg.steps} steps "
         f"({cfg.steps * b / n:.1f} epochs), {setup.settings.describe()}")
     while step < cfg.steps:
@@ -233,6 +243,17 @@ def train(cfg: TrainConfig, images: torch.Tensor, out_dir: str | os.PathLike, *,
             last = (loss_d, loss_g)
             loss_sum.zero_()
             window_start, window_steps = time.perf_counter(), 0
+        if step % steps_per_epoch == 0 or step == cfg.steps:
+            stats = monitor.check(g)  # on every rank: under torchrun, G's batchnorm is a collective
+            epoch = step / steps_per_epoch
+            collapse_history.append({"step": step, "epoch": epoch, **stats.as_dict(),
+                                     "loss_D": last[0], "loss_G": last[1]})
+            log(f"{'WARNING: ' if stats.flag else ''}collapse check at step {step} (epoch {epoch:.2f}): "
+                f"{stats.describe()}")
+            if world.main and _mlflow_active():
+                import mlflow
+
+                mlflow.log_metrics(stats.metrics(), step=step)
         if world.main and (step % cfg.sample_every == 0 or step == cfg.steps):
             grid = save_samples(g, fixed_z, out_dir / f"samples_{step:07d}.png")
             if _mlflow_active():
@@ -246,7 +267,7 @@ def train(cfg: TrainConfig, images: torch.Tensor, out_dir: str | os.PathLike, *,
 
     wall = time.perf_counter() - t0
     rate = (step - start_step) * b / wall if step > start_step else 0.0
-    return TrainResult(g, d, step, rate, wall, last)
+    return TrainResult(g, d, step, rate, wall, last, collapse_history)
 
 
 def build_parser() -> argparse.ArgumentParser:
