@@ -39,6 +39,7 @@ from benchmarks.run_context import RunContext, parse_run
 from benchmarks.spec import CIFAR10_PROBE, SVHN_1000, ProtocolSpec
 from benchmarks.splits import draw_per_class
 from benchmarks.supervised_control import evaluate_supervised
+from benchmarks.throughput.timing import device_limits
 from dcgan_ref.distributed import gather_rows, init_from_env, share_object
 from dcgan_ref.errors import UserError
 from dcgan_ref.tracking import check_tracking_store, provenance, tracked_run, unwritable
@@ -264,6 +265,10 @@ def evaluate_extractor(run: RunContext, data: ProtocolData, name: str, kinds: li
     config = _base_config(run, data) | {"extractor": extractor.label, "classifiers": kinds,
                                         "extractor_settings": extractor.settings()}
     with tracked_run(run.spec.name, f"{extractor.label} [{run.preset.name}]", config, run.device) as mlflow_run:
+        limits = device_limits(run.device)  # what each phase's time is measured against
+        mlflow.log_metrics(limits)
+        log(f"[{extractor.label}] this device: fp32 GEMM {limits['limit_gemm_fp32_tflops']:.2f} TFLOP/s, bf16 GEMM "
+            f"{limits['limit_gemm_bf16_tflops']:.2f} TFLOP/s, memory read {limits['limit_read_gbps']:.1f} GB/s")
         feats = compute_features(run, data, extractor, log)
         mlflow.log_metrics(feats.metrics)
         scored = {kind: evaluate(run, data, feats, kind, log) for kind in kinds}

@@ -307,3 +307,16 @@ def test_train_resume_with_cuda_graph(tmp_path, cuda_deterministic):
     eager = train(dataclasses.replace(cfg, cuda_graph=False), images, tmp_path / "eager", device=cuda, log=quiet)
     c = list(eager.g.state_dict().values()) + list(eager.d.state_dict().values())
     assert_same(a, c, exact=False, rtol=2e-2, atol=2e-3)
+
+
+def test_measured_limits_count_the_work_of_what_they_time(monkeypatch):
+    """The GEMM rate is 2 n^3 FLOPs over the best time, the read rate bytes over the best time."""
+    from benchmarks.throughput import timing
+
+    monkeypatch.setattr(timing, "time_calls", lambda fn, **kw: [2.0, 0.5, 1.0])
+    assert timing.timed_gemm_tflops(torch.device("cpu"), n=64) == 2 * 64**3 / 0.5 / 1e12
+    assert timing.timed_read_gbps(torch.device("cpu"), mib=1) == 2**20 / 0.5 / 1e9
+    monkeypatch.undo()
+    limits = timing.device_limits(torch.device("cpu"))
+    assert set(limits) == {"limit_gemm_fp32_tflops", "limit_gemm_bf16_tflops", "limit_read_gbps"}
+    assert all(v > 0 for v in limits.values())

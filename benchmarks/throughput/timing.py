@@ -39,6 +39,36 @@ def peak_bf16_tflops(name: str) -> float | None:
     return None
 
 
+# ----------------------------------------------------------------------------- measured limits
+def timed_gemm_tflops(device: torch.device, dtype: torch.dtype = torch.float32, n: int = 2048,
+                      calls: int = 5) -> float:
+    """The dense GEMM rate this device reaches, TFLOP/s (best of ``calls`` n x n x n products,
+    2 n^3 FLOPs each): the compute limit a compute-bound phase is measured against, on
+    devices with no datasheet peak here (a CPU's depends on its cores, clock and ISA)."""
+    a = torch.randn(n, n, device=device).to(dtype)
+    b = torch.randn(n, n, device=device).to(dtype)
+    a @ b  # warm-up: thread pool, kernel selection
+    best = min(time_calls(lambda: a @ b, device=device, calls=1, warmup=0, repeats=calls))
+    return 2 * n**3 / best / 1e12
+
+
+def timed_read_gbps(device: torch.device, mib: int = 512, calls: int = 5) -> float:
+    """The memory read rate this device reaches, GB/s (best of ``calls`` sums over ``mib``
+    MiB of float32): the limit of a phase that streams a matrix bigger than the caches, such
+    as a skinny-GEMM pass of the SVM over the feature matrix."""
+    x = torch.ones(mib * 2**20 // 4, device=device)
+    x.sum()
+    best = min(time_calls(lambda: x.sum(), device=device, calls=1, warmup=0, repeats=calls))
+    return x.numel() * 4 / best / 1e9
+
+
+def device_limits(device: torch.device) -> dict[str, float]:
+    """Measured limits, logged beside a run's phase timings (a second or two on a CPU)."""
+    return {"limit_gemm_fp32_tflops": timed_gemm_tflops(device),
+            "limit_gemm_bf16_tflops": timed_gemm_tflops(device, torch.bfloat16),
+            "limit_read_gbps": timed_read_gbps(device)}
+
+
 # ----------------------------------------------------------------------------- sizes
 @dataclass(frozen=True)
 class Sizes:
