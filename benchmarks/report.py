@@ -46,7 +46,7 @@ def _rows(df: pd.DataFrame, protocol: str) -> list[dict[str, Any]]:
                     "ours": r["value"], "std": r["std"], "paper": ref, "preset": r["preset"],
                     "device": r["device"], "date": r["date"], "commit": str(r["commit"])[:7],
                     "run": r["mlflow_run_id"], "notes": r["notes"], "data_sha256": r["data_sha256"], "seed": r["seed"],
-                    "C": r["C"]})
+                    "C": r["C"], "gan_data": r["gan_data"]})
     order = {"paper": 0, "newmu-svhn": 1, "faces": 2, "quick": 3, "ci": 4, "smoke": 5}
     return sorted(out, key=lambda r: (order.get(r["preset"], 9), r["what"], r["metric"]))  # paper scale first
 
@@ -88,10 +88,12 @@ def gan_figures(rows: list[dict[str, Any]], out: Path) -> list[str]:
     """Loss curves and the sample grid of the DCGAN trained here (from its MLflow run)."""
     import mlflow
 
-    trained = [r for r in rows if str(r["what"]).startswith("dcgan (") and isinstance(r["run"], str)]
+    # A D trained here (it learned from data; a --discriminator row did not), paper scale first.
+    trained = [r for r in rows if str(r["what"]).startswith("dcgan (") and isinstance(r["run"], str)
+               and r.get("gan_data") not in ("-", "", None)]
     if not trained:
         return ["_No DCGAN row trained by this suite yet: run the `dcgan` extractor to get its curves._\n"]
-    r = trained[-1]
+    r = trained[0]
     client = mlflow.MlflowClient()
     try:
         history = {m: client.get_metric_history(r["run"], m) for m in ("loss_D", "loss_G")}
@@ -112,7 +114,7 @@ def gan_figures(rows: list[dict[str, Any]], out: Path) -> list[str]:
         plt.close(fig)
         parts.append("![GAN losses](report/gan_losses.png)\n")
     if samples:
-        chosen = re.search(r"chosen on validation: step (\d+)", str(r["notes"]))
+        chosen = re.search(r"chosen on validation: (?:epoch \S+ \()?step (\d+)", str(r["notes"]))
         step = int(chosen.group(1)) if chosen else None
         steps = {p: int(re.sub(r"\D", "", Path(p).stem) or 0) for p in samples}
         pick = min(samples, key=lambda p: abs(steps[p] - step)) if step is not None else samples[-1]
