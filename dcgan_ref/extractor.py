@@ -101,7 +101,9 @@ class DCGANExtractor:
         self.g = result.g
         info = {"train_img_per_s": result.img_per_s, "train_wall_s": result.wall_s, "train_steps": result.steps,
                 "final_loss_D": result.last_losses[0], "final_loss_G": result.last_losses[1]}
-        epochs = lambda steps: f"{steps * cfg.batch_size / len(images):.3g}"  # noqa: E731
+        def epochs(steps: int) -> str:
+            return f"{steps * cfg.batch_size / len(images):.3g}"
+
         trained = f"GAN ({cfg.arch}) trained {epochs(result.steps)} epochs on {len(images):,} images"
         if best:
             self.d = best["d"].to(self.device)

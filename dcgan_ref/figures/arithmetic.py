@@ -49,8 +49,8 @@ def combine(z: torch.Tensor, recipe: Recipe) -> torch.Tensor:
         bad = [i for i in idx if not 0 <= i < len(z)]
         if bad:
             raise ValueError(f"sheet index {bad[0]} out of range: the sheet has {len(z)} samples (0..{len(z) - 1})")
-    mean = lambda idx: z[list(idx)].mean(0)  # noqa: E731
-    return mean(recipe.a) - mean(recipe.b) + mean(recipe.c)
+    a, b, c = (z[list(idx)].mean(0) for idx in (recipe.a, recipe.b, recipe.c))
+    return a - b + c
 
 
 def neighbours(z: torch.Tensor, n: int = 8, noise: float = 0.25, seed: int = 0) -> torch.Tensor:
