@@ -46,5 +46,6 @@ def load_discriminator(spec: str, device: torch.device | str = "cpu") -> Pretrai
         except RuntimeError as e:  # missing keys or wrong shapes
             first = str(e).splitlines()[1].strip() if len(str(e).splitlines()) > 1 else str(e)
             raise UserError(f"--discriminator {spec}: its D weights do not fit a {arch} D ({first})") from None
-        return PretrainedD(arch, d.to(device), f"dcgan ({path})")
+        # "dcgan (svhn32, <run folder>/chosen.pt)": the architecture and which run, not a machine's path
+        return PretrainedD(arch, d.to(device), f"dcgan ({arch}, {path.parent.parent.name}/{path.name})")
     raise UserError(f"--discriminator {spec!r}: expected {SPEC_PREFIX}<dir> or a checkpoint file last.pt")

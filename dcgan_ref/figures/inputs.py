@@ -55,7 +55,7 @@ def load_gan(spec: str) -> tuple[Generator, Discriminator, str]:
         d.load_state_dict(state["d"])
     except RuntimeError as e:
         raise UserError(f"--generator {spec}: its weights do not fit a {arch} GAN ({str(e).splitlines()[0]})") from None
-    return g, d, f"dcgan {arch} ({path}, step {state.get('step', '?')})"
+    return g, d, f"dcgan {arch} ({path.parent.parent.name}, step {state.get('step', '?')})"  # the run, not the path
 
 
 @torch.no_grad()

@@ -63,8 +63,8 @@ def make(inputs: FigureInputs, out_dir: Path, n: int = 2000, shown: int = 8) -> 
     draw(samples[closest], inputs.train[pixel_g_idx[closest]], inputs.train[feat_g_idx[closest]],
          {"pixel space (RMS)": (pixel_g, pixel_h), "D-feature space (unit L2)": (feat_g, feat_h)},
          out_dir / "memorisation.png",
-         f"{inputs.label}: the {shown} samples nearest to a training image (of {n}), with their nearest training "
-         f"images;\nnearest-neighbour distances to the {len(inputs.train):,} training images: samples vs held-out "
+         f"{inputs.label}:\nthe {shown} of {n} samples nearest to a training image, with their nearest training "
+         f"images;\nbelow, distances to the nearest of the {len(inputs.train):,} training images, samples vs held-out "
          f"real images")
     write_json(numbers, out_dir / "memorisation.json")
     return numbers
