@@ -15,6 +15,7 @@ distinct images passes), and not a quality score.
 """
 from __future__ import annotations
 
+import math
 from dataclasses import asdict, dataclass
 
 import torch
@@ -70,7 +71,10 @@ def pair_distances(images: torch.Tensor) -> torch.Tensor:
 
 
 def measure(samples: torch.Tensor, real_median: float) -> CollapseStats:
-    """The statistic for ``samples`` (N, 3, H, W) in [-1, 1] against real images' median pair distance."""
+    """The statistic for ``samples`` (N, 3, H, W) in [-1, 1] against real images' median pair distance
+    (NaN, never flagged, when the real images are all alike)."""
+    if not real_median > 0:  # identical real images (a degenerate dataset): no scale to compare with
+        return CollapseStats(math.nan, math.nan)
     d = pair_distances(samples)
     return CollapseStats(float(d.median()) / real_median, float((d < NEAR * real_median).float().mean()))
 

@@ -151,3 +151,20 @@ def test_two_ranks_check_together_and_rank_0_alone_reports(tiny_folder, tmp_path
     assert done.returncode == 0, done.stderr[-3000:]
     assert [_step(line) for line in done.stdout.splitlines() if "collapse check at step" in line] == ["2", "4"]
 
+
+
+def test_identical_real_images_make_the_check_undefined_not_a_crash(tmp_path):
+    """A dataset of one repeated image has no real-pair scale: NaN, never flagged, and training goes on."""
+    import math
+
+    import torch
+
+    from dcgan_ref.collapse import measure
+
+    stats = measure(torch.rand(8, 3, 4, 4), real_median=0.0)
+    assert math.isnan(stats.diversity) and math.isnan(stats.near_identical) and not stats.flag
+    from dcgan_ref.train import TrainConfig, train
+
+    result = train(TrainConfig(arch="svhn32", steps=1, batch_size=8), torch.full((8, 3, 32, 32), 7, dtype=torch.uint8),
+                   tmp_path, device=torch.device("cpu"), log=lambda s: None)
+    assert len(result.collapse) == 1 and math.isnan(result.collapse[0]["diversity"])
