@@ -333,6 +333,14 @@ def run_protocol(spec: ProtocolSpec, argv: list[str] | None = None, log=print) -
         f"{', '.join(f'{n}+{k}' for n, k in run.rows)}{''.join(f' + {c}' for c in run.controls)}")
     t0 = time.perf_counter()
     data = load_data(run, log)
+    # The label-scarce draws need per_class labels of every class outside validation: say so
+    # now, not after the extractor's fit and the all-labels evaluation.
+    pool = torch.bincount(data.train.labels[data.rest_idx], minlength=len(data.train.classes))
+    if int(pool.min()) < run.per_class:
+        c = int(pool.argmin())
+        raise UserError(f"{run.per_class} labels per class per draw, but class {data.train.classes[c]!r} has "
+                        f"{int(pool[c])} training images outside validation; pass --per-class {int(pool.min())} "
+                        f"or fewer, or more data")
     keep = kept_test_rows(run, data)  # a list made for other data fails now, not after the extractor's fit
     if keep is not None:
         log(f"--exclude-near-duplicates: all-labels accuracy also without {int((~keep).sum())} of {len(keep)} "

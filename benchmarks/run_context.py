@@ -99,6 +99,8 @@ def build_parser(spec: ProtocolSpec) -> argparse.ArgumentParser:
     p.add_argument("--discriminator", help="use this D instead of training one: newmu-svhn:<dir> or <run>/gan/last.pt")
     p.add_argument("--bn-mode", choices=["population", "batch"], default="population")
     p.add_argument("--draws", type=POSITIVE_INT, help="label-scarce draws (default: the preset's)")
+    p.add_argument("--per-class", type=POSITIVE_INT,
+                   help=f"labels per class in each label-scarce draw (default: the preset's, else {spec.per_class})")
     p.add_argument("--trials", type=POSITIVE_INT, help="random-search trials of the supervised control (paper: 64)")
     p.add_argument("--gan-epochs", type=POSITIVE_FLOAT, help="override the preset's GAN training length")
     p.add_argument("--eval-epochs", type=_positive_floats,
@@ -169,7 +171,8 @@ def parse_run(spec: ProtocolSpec, argv: list[str] | None, log=print) -> RunConte
         spec=spec, preset=preset, device=device, arch=args.arch or preset.arch or spec.arch,
         data=args.data, dataset=args.dataset, gan_data=args.gan_data or spec.gan_data_default,
         gan_split=args.gan_split, rows=rows, controls=controls, discriminator=args.discriminator,
-        bn_mode=args.bn_mode, draws=args.draws or preset.n_draws, per_class=preset.per_class or spec.per_class,
+        bn_mode=args.bn_mode, draws=args.draws or preset.n_draws,
+        per_class=args.per_class or preset.per_class or spec.per_class,
         trials=args.trials or preset.supervised_trials, seed=args.seed,
         # A mistyped --data must not become a download target: fetch only into the default
         # folder, or where asked to.

@@ -204,3 +204,16 @@ def test_the_chosen_length_is_saved_as_a_discriminator_other_protocols_load(tiny
     assert pre.arch == "svhn32"
     choice = checkpoint.load(chosen[0].with_name("length_choice.pt"))
     assert all(torch.equal(pre.d.state_dict()[k], v) for k, v in choice["best_d"].items())
+
+
+def test_too_few_labels_for_the_draws_is_an_error_before_any_fit(tiny_folder, tmp_path, capsys, monkeypatch):
+    """Smoke: 40 train images per class, 10 of them to validation: 30 left, so 31 per class cannot be drawn."""
+    from baselines import registry
+    from benchmarks import cifar10_probe
+
+    monkeypatch.setattr(registry, "build", lambda *a, **k: pytest.fail("an extractor was built"))
+    with pytest.raises(SystemExit) as exit_info:
+        run_cli(cifar10_probe.main, _smoke(tiny_folder, tmp_path, "--extractor", "pixels", "--per-class", "31"))
+    err = capsys.readouterr().err
+    assert exit_info.value.code == 2 and "31 labels per class per draw" in err and "--per-class 30" in err, err
+    assert parse_run(CIFAR10_PROBE, ["--preset", "paper", "--device", "cpu", "--per-class", "40"]).per_class == 40
