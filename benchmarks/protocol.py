@@ -193,9 +193,10 @@ def evaluate(run: RunContext, data: ProtocolData, feats: Features, kind: str, lo
     ev = evaluation.label_draws_eval(clf, feats.train, y, feats.test, y_test, data.val_rows, data.rest_idx,
                                      run.per_class, run.draws, run.seed, grid)
     value = 100.0 - ev.test_accuracy if spec.report_error else ev.test_accuracy
-    scored.append(Scored(spec.draws_metric, value, ev, clf.diagnostics()))
+    metric = spec.draws_metric_for(run.per_class, n_classes)
+    scored.append(Scored(metric, value, ev, clf.diagnostics()))
     log(f"  {run.per_class} labels/class x {run.draws} draws: {clf.hyper}={ev.chosen:g} -> "
-        f"{spec.draws_metric} {format_value(_stored(value), _stored(ev.test_std))}%")
+        f"{metric} {format_value(_stored(value), _stored(ev.test_std))}%")
     for s in scored:
         if len(grid) > 1 and s.evaluation.chosen in (min(grid), max(grid)):
             log(f"  warning: {clf.hyper}={s.evaluation.chosen:g} is at the edge of the grid {list(grid)}; widen it")

@@ -36,7 +36,9 @@ def evaluate_supervised(run: RunContext, data: ProtocolData, config: dict[str, A
                                y[data.val_idx].to(device), trials=run.trials, seed=run.seed, device=device,
                                n_classes=len(data.train.classes), max_epochs=run.preset.supervised_max_epochs)
         test_error = evaluate_error(result.model, data.test.images.to(device), data.test.labels.to(device))
-        mlflow.log_metrics({"val_error_1000": result.val_error, "test_error_1000": test_error})
+        test_metric = run.spec.draws_metric_for(run.per_class, len(data.train.classes))  # test_error_1000 at 100/class
+        val_metric = test_metric.replace("test_", "val_", 1)
+        mlflow.log_metrics({val_metric: result.val_error, test_metric: test_error})
         mlflow.log_dict({"trials": result.trials, "best": dataclasses.asdict(result.best)}, "random_search.json")
         log(f"[{name}] {run.trials} trials: val error {result.val_error:.2f}%, test error {test_error:.2f}%")
         prov, wall = provenance(device), time.perf_counter() - t0
@@ -45,5 +47,5 @@ def evaluate_supervised(run: RunContext, data: ProtocolData, config: dict[str, A
                       torch=prov["torch"], commit=prov["commit"], dirty=prov["dirty"], date=dt.date.today().isoformat(),
                       seed=run.seed, data_sha256=data.train.sha256, mlflow_run_id=mlflow_run.info.run_id,
                       notes=f"{run.trials} random-search trials on validation")
-        return [ResultRow(**common, metric="val_error_1000", value=round(result.val_error, 3)),
-                ResultRow(**common, metric="test_error_1000", value=round(test_error, 3))]
+        return [ResultRow(**common, metric=val_metric, value=round(result.val_error, 3)),
+                ResultRow(**common, metric=test_metric, value=round(test_error, 3))]

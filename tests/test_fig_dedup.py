@@ -118,7 +118,7 @@ def test_exclusion_scores_the_same_fit_without_the_listed_test_images(tiny_folde
     assert kept.value == pytest.approx(full.value * 200 / 195, abs=2e-3)
     assert 0 < full.value <= 100 * 195 / 200 and kept.C == full.C
     assert "5 of 200 test images removed" in kept.notes and "removed" not in full.notes
-    assert set(got) == {"test_accuracy", "test_accuracy_no_near_duplicates", "test_accuracy_400pc"}
+    assert set(got) == {"test_accuracy", "test_accuracy_no_near_duplicates", "test_accuracy_10pc"}
 
 
 @pytest.mark.parametrize("sha, n_test, message", [

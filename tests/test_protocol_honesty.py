@@ -217,3 +217,10 @@ def test_too_few_labels_for_the_draws_is_an_error_before_any_fit(tiny_folder, tm
     err = capsys.readouterr().err
     assert exit_info.value.code == 2 and "31 labels per class per draw" in err and "--per-class 30" in err, err
     assert parse_run(CIFAR10_PROBE, ["--preset", "paper", "--device", "cpu", "--per-class", "40"]).per_class == 40
+
+
+def test_a_draw_of_another_size_is_never_filed_as_the_papers():
+    assert CIFAR10_PROBE.draws_metric_for(400, 10) == "test_accuracy_400pc"
+    assert CIFAR10_PROBE.draws_metric_for(300, 10) == "test_accuracy_300pc"
+    assert SVHN_1000.draws_metric_for(100, 10) == "test_error_1000"
+    assert SVHN_1000.draws_metric_for(10, 10) == "test_error_100"

@@ -33,7 +33,7 @@ def test_a_registered_toy_extractor_runs_in_the_protocol(tiny_folder, tmp_path):
     rows = run_protocol(CIFAR10_PROBE, ["--preset", "smoke", "--data", str(tiny_folder), "--extractor",
                                         "toy-channel-means", "--out", str(tmp_path / "runs")])
     assert {(r.extractor, r.metric) for r in rows} == {("channel means", "test_accuracy"),
-                                                       ("channel means", "test_accuracy_400pc")}
+                                                       ("channel means", "test_accuracy_10pc")}
     assert {r.feature_dim for r in rows} == {48} and {r.gan_data for r in rows} == {"-"}
     assert all(r.value > 50 for r in rows)  # the synthetic classes differ in colour
 
