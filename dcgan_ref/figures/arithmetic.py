@@ -13,7 +13,7 @@ from pathlib import Path
 import torch
 from matplotlib.figure import Figure
 
-from dcgan_ref.figures.inputs import FigureInputs, decode, write_json
+from dcgan_ref.figures.inputs import FigureInputs, decode, save_figure, write_json
 
 
 @dataclass(frozen=True)
@@ -69,11 +69,7 @@ def draw_sheet(images: torch.Tensor, path: Path, title: str, per_row: int = 10) 
         if i < len(images):
             ax.imshow(images[i].permute(1, 2, 0).numpy(), interpolation="nearest")
             ax.set_title(str(i), fontsize=7, pad=1)
-    fig.suptitle(title, fontsize=8)
-    fig.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=110)
-    return path
+    return save_figure(fig, path, title, fontsize=8)
 
 
 def draw(sheet: torch.Tensor, recipe: Recipe, concepts: torch.Tensor, result: torch.Tensor, path: Path,
@@ -99,11 +95,7 @@ def draw(sheet: torch.Tensor, recipe: Recipe, concepts: torch.Tensor, result: to
     half = (len(result) + 1) // 2
     for j, image in enumerate(result):
         show(axes[3 + j // half, j % half], image, "A-B+C" if j == 0 else f"+noise {j}")
-    fig.suptitle(title, fontsize=8)
-    fig.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=110)
-    return path
+    return save_figure(fig, path, title, fontsize=8)
 
 
 def make(inputs: FigureInputs, out_dir: Path, recipe: Recipe | None, sheet_size: int = 100) -> dict:

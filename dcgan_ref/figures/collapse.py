@@ -21,7 +21,7 @@ from pathlib import Path
 from matplotlib.figure import Figure
 
 from dcgan_ref import collapse
-from dcgan_ref.figures.inputs import write_json
+from dcgan_ref.figures.inputs import save_figure, write_json
 
 _METRICS = {"loss_D": "loss_D", "loss_G": "loss_G", "collapse_diversity": "diversity",
             "collapse_near_identical": "near_identical", "collapse_flag": "flag"}
@@ -96,10 +96,7 @@ def draw(runs: dict[str, list[dict]], path: Path) -> Path:
     fig.suptitle(f"Mode-collapse check on {collapse.N_SAMPLES} fixed z: diversity = median sample-pair distance / "
                  f"median real-pair distance; near-identical = share of sample pairs < {collapse.NEAR:.0%} of it",
                  fontsize=8)
-    fig.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=110)
-    return path
+    return save_figure(fig, path)
 
 
 def make(runs: dict[str, list[dict]], out_dir: Path, sources: dict[str, str] | None = None) -> dict:

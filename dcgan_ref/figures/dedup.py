@@ -26,7 +26,7 @@ from torch import nn
 from torchvision.utils import make_grid
 
 from dcgan_ref.figures import neighbours
-from dcgan_ref.figures.inputs import write_json
+from dcgan_ref.figures.inputs import save_figure, write_json
 from dcgan_ref.progress import Progress
 
 CODE_BITS = 128
@@ -235,11 +235,7 @@ def draw(test: torch.Tensor, train: torch.Tensor, dist: torch.Tensor, index: tor
     ax.legend(fontsize=7)
     for a in fig.axes[1:]:
         a.tick_params(labelsize=7)
-    fig.suptitle(title, fontsize=9)
-    fig.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=110)
-    return path
+    return save_figure(fig, path, title, fontsize=9)
 
 
 # ------------------------------------------------------------------ the whole experiment

@@ -17,7 +17,7 @@ from matplotlib.figure import Figure
 from torch import nn
 
 from dcgan_ref.data import to_unit_range
-from dcgan_ref.figures.inputs import FigureInputs, write_json
+from dcgan_ref.figures.inputs import FigureInputs, save_figure, write_json
 from dcgan_ref.models import Discriminator
 
 
@@ -93,11 +93,7 @@ def draw(panels: dict[str, tuple[torch.Tensor, torch.Tensor, list[dict], torch.T
             axes[2 * b, j].set_title(f"{name}\nch {picks[j]['channel']}" if j == 0 else f"ch {picks[j]['channel']}",
                                      fontsize=6, pad=1)
             axes[2 * b + 1, j].set_title(f"top5% {float(conc[j]):.2f}", fontsize=6, pad=1)
-    fig.suptitle(title, fontsize=8)
-    fig.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=110)
-    return path
+    return save_figure(fig, path, title, fontsize=8)
 
 
 def make(inputs: FigureInputs, out_dir: Path, k: int = 8, n_images: int = 2000) -> dict:

@@ -84,6 +84,16 @@ def decode(g: Generator, z: torch.Tensor, batch: int = 500) -> torch.Tensor:
                       for i in range(0, len(z), batch)])
 
 
+def save_figure(fig, path: Path, title: str | None = None, fontsize: float = 8) -> Path:
+    """A figure's PNG: its title, a tight layout, the folder made (every figure ends here)."""
+    if title is not None:
+        fig.suptitle(title, fontsize=fontsize)
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=110)
+    return path
+
+
 def write_json(numbers: dict[str, Any], path: Path) -> Path:
     """The numbers a figure shows, beside its PNG (atomic: no half-written file)."""
     path.parent.mkdir(parents=True, exist_ok=True)

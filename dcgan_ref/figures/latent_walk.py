@@ -14,7 +14,7 @@ import torch
 from matplotlib.figure import Figure
 from torchvision.utils import make_grid
 
-from dcgan_ref.figures.inputs import FigureInputs, decode, write_json
+from dcgan_ref.figures.inputs import FigureInputs, decode, save_figure, write_json
 
 
 def interpolate(z0: torch.Tensor, z1: torch.Tensor, steps: int, spherical: bool = False) -> torch.Tensor:
@@ -75,10 +75,7 @@ def draw(frames: torch.Tensor, numbers: dict, path: Path, title: str) -> Path:
     ax.set_yticks([2 + 34 * r + 16 for r in range(rows)],
                   [f"jump {r['jump_ratio']:.1f}" for r in numbers["rows"]], fontsize=7)
     ax.set_title(title, fontsize=8)
-    fig.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=110)
-    return path
+    return save_figure(fig, path)
 
 
 def make(inputs: FigureInputs, out_dir: Path, rows: int = 8, steps: int = 10, spherical: bool = False) -> dict:

@@ -13,7 +13,7 @@ import torch
 from matplotlib.figure import Figure
 
 from dcgan_ref.features import pooled_features
-from dcgan_ref.figures.inputs import FigureInputs, decode, write_json
+from dcgan_ref.figures.inputs import FigureInputs, decode, save_figure, write_json
 from dcgan_ref.figures.neighbours import nearest
 
 
@@ -93,8 +93,4 @@ def draw(samples: torch.Tensor, pixel_nn: torch.Tensor, feature_nn: torch.Tensor
         ax.set_title(f"nearest training image, {name}", fontsize=7)
         ax.tick_params(labelsize=6)
         ax.legend(fontsize=6)
-    fig.suptitle(title, fontsize=8)
-    fig.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=110)
-    return path
+    return save_figure(fig, path, title, fontsize=8)
