@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import torch
 
+from dcgan_ref.progress import Progress
+
 
 def nearest(queries: torch.Tensor, bank: torch.Tensor, k: int = 1, chunk: int = 1000
             ) -> tuple[torch.Tensor, torch.Tensor]:
@@ -17,8 +19,13 @@ def nearest(queries: torch.Tensor, bank: torch.Tensor, k: int = 1, chunk: int = 
     queries, bank = queries.flatten(1).float(), bank.flatten(1).float()
     k = min(k, len(bank))
     bank_sq = bank.square().sum(1)
-    index = torch.cat([(queries[s:s + chunk].square().sum(1, keepdim=True) - 2 * queries[s:s + chunk] @ bank.T
-                        + bank_sq).topk(k, dim=1, largest=False).indices for s in range(0, len(queries), chunk)])
+    progress = Progress("nearest-neighbour search", len(queries), unit="queries")  # ~30 s for 10k x 50k images
+    parts = []
+    for s in range(0, len(queries), chunk):
+        q = queries[s:s + chunk]
+        parts.append((q.square().sum(1, keepdim=True) - 2 * q @ bank.T + bank_sq).topk(k, dim=1, largest=False).indices)
+        progress.update(len(q))
+    index = torch.cat(parts)
     rows = torch.arange(len(queries)).repeat_interleave(k)
     flat = index.flatten()
     dist = torch.cat([(queries[rows[s:s + 4096]] - bank[flat[s:s + 4096]]).norm(dim=1)
