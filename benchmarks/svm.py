@@ -52,7 +52,7 @@ from typing import Iterator
 
 import torch
 
-__all__ = ["LinearSVM", "fit_l2svm", "svm_objective"]
+__all__ = ["LinearSVM", "SubspaceBasis", "fit_l2svm", "subspace_basis", "svm_objective"]
 
 
 @dataclass
@@ -111,8 +111,7 @@ def _validate(X: torch.Tensor, y: torch.Tensor, C: float, n_classes: int | None)
         raise ValueError(f"y must hold integer class labels 0..K-1, got dtype {y.dtype}")
     if not X.dtype.is_floating_point:
         raise ValueError(f"X must be a floating-point tensor, got dtype {X.dtype}")
-    # Chunked: ``X.sum(dtype=float64)`` would first make a float64 copy of X (11 GB at paper scale).
-    if not all(bool(torch.isfinite(X[s:s + 4096]).all()) for s in range(0, X.shape[0], 4096)):
+    if not _all_finite(X):
         raise ValueError("X contains non-finite values (NaN or inf)")
     lo, hi = int(y.min()), int(y.max())
     if lo < 0:
@@ -123,6 +122,18 @@ def _validate(X: torch.Tensor, y: torch.Tensor, C: float, n_classes: int | None)
     if K < 2 or int(torch.unique(y).numel()) < 2:
         raise ValueError("need at least 2 classes present in y to fit a classifier")
     return K
+
+
+def _all_finite(X: torch.Tensor) -> bool:
+    """Whether every entry of X is finite, in one GEMV pass.
+
+    A NaN or inf entry makes its row's sum NaN or inf, so finite row sums prove X finite;
+    only when a sum is not (a NaN, or a finite overflow) are that row's entries checked.
+    (``isfinite`` chunk by chunk took 6 s on 45,000 x 28,672 on 2 cores; the GEMV 0.3 s.)
+    """
+    sums = X @ torch.ones(X.shape[1], dtype=X.dtype, device=X.device)
+    bad = (~torch.isfinite(sums)).nonzero()[:, 0]
+    return bool(torch.isfinite(X[bad]).all()) if len(bad) else True
 
 
 @contextlib.contextmanager
@@ -198,31 +209,63 @@ class _Augmented:
         return torch.cat([U.T @ self.X, U.sum(0)[:, None]], dim=1)
 
 
+@dataclass(frozen=True)
+class SubspaceBasis:
+    """The dominant rank-r subspace of ``X~^T X~`` for one data matrix: ``V`` (r, D+1)
+    float64 with orthonormal rows, and ``Z = X~ V^T`` (N, r) float32.
+
+    It depends on X alone, not on C or the labels, so a sweep over C computes it once
+    (:func:`subspace_basis`) and passes it to every fit: five r-column GEMMs over X, 7.7 s
+    of a 17 s small-C solve on 45,000 x 28,672 on 2 cores, paid once instead of per C.
+    """
+    V: torch.Tensor
+    Z: torch.Tensor
+    n_rows: int
+    n_features: int
+
+    @property
+    def rank(self) -> int:
+        return int(self.V.shape[0])
+
+
+def _compute_basis(data: _Augmented, rank: int) -> SubspaceBasis:
+    """Range finder + one power iteration, fixed seed (deterministic given X and device)."""
+    X = data.X
+    gen = torch.Generator(device=X.device).manual_seed(0)
+    V = torch.randn(rank, X.shape[1] + 1, generator=gen, device=X.device)
+    passes = data.passes
+    for _ in range(2):  # range finder, then one power iteration
+        V = data.bwd(data.fwd(V))
+        V = torch.linalg.qr(V.double().T)[0].T.contiguous()
+    Z = data.fwd(V)
+    data.passes = passes  # r-column GEMMs: not counted as skinny passes
+    return SubspaceBasis(V, Z, int(X.shape[0]), int(X.shape[1]))
+
+
+def subspace_basis(X: torch.Tensor, rank: int | None = None) -> SubspaceBasis:
+    """The preconditioner's subspace for ``X`` (N, D), to share between fits on the same X."""
+    X = X.detach() if X.dtype == torch.float32 else X.detach().float()
+    r = _default_rank(*X.shape, X.device) if rank is None else max(0, min(int(rank), X.shape[0], X.shape[1] + 1))
+    with torch.no_grad(), _ieee_fp32_matmul(X.device):
+        return _compute_basis(_Augmented(X), r)
+
+
 class _SubspacePreconditioner:
     """L-BFGS's initial inverse Hessian ``H0_k``, per class ``k``.
 
-    ``V`` (r, D+1), orthonormal rows, spans the dominant subspace of ``X~^T X~`` (range
-    finder + one power iteration, fixed seed).  On it ``H0_k`` is the exact inverse of the
-    projected generalised Hessian ``I + M_k``, ``M_k = 2C V X~^T A_k X~ V^T`` (``A_k``:
-    rows with positive hinge); off it ``H0_k = gamma_k I``.  With ``r = 0`` it is plain
-    L-BFGS scaling.
+    ``V`` (r, D+1), orthonormal rows, spans the dominant subspace of ``X~^T X~`` (a
+    :class:`SubspaceBasis`).  On it ``H0_k`` is the exact inverse of the projected
+    generalised Hessian ``I + M_k``, ``M_k = 2C V X~^T A_k X~ V^T`` (``A_k``: rows with
+    positive hinge); off it ``H0_k = gamma_k I``.  With ``r = 0`` it is plain L-BFGS scaling.
     """
 
-    def __init__(self, data: _Augmented, rank: int) -> None:
-        X = data.X
+    def __init__(self, data: _Augmented, rank: int, basis: SubspaceBasis | None = None) -> None:
         self.rank = rank
         self.chol: torch.Tensor | None = None
         if rank == 0:
             return
-        gen = torch.Generator(device=X.device).manual_seed(0)
-        V = torch.randn(rank, X.shape[1] + 1, generator=gen, device=X.device)
-        passes = data.passes
-        for _ in range(2):  # range finder, then one power iteration
-            V = data.bwd(data.fwd(V))
-            V = torch.linalg.qr(V.double().T)[0].T.contiguous()
-        self.V = V  # float64
-        self.Z = data.fwd(V)  # (N, r) = X~ V^T, float32
-        data.passes = passes  # r-column GEMMs: not counted as skinny passes
+        basis = basis if basis is not None else _compute_basis(data, rank)
+        self.V, self.Z = basis.V, basis.Z  # float64, float32
 
     def refresh(self, active: torch.Tensor, C: float) -> None:
         """Recompute the Cholesky factors of ``I + M_k`` for active sets ``active`` (N, K)."""
@@ -409,6 +452,7 @@ def fit_l2svm(
     max_iter: int | None = None,
     memory: int = 10,
     precond_rank: int | None = None,
+    basis: SubspaceBasis | None = None,
     continuation: bool = True,
 ) -> LinearSVM:
     """Fit a one-vs-rest squared-hinge L2-SVM on features ``X`` (N, D), labels ``y`` in 0..K-1.
@@ -427,6 +471,8 @@ def fit_l2svm(
         memory: L-BFGS history length.
         precond_rank: rank of the subspace preconditioner (0 = plain L-BFGS); default
             256 on CUDA, 128 on CPU.
+        basis: the preconditioner's subspace from :func:`subspace_basis` on this same X
+            (a sweep over C shares one); its rank overrides ``precond_rank``.
         continuation: from a cold start (or a warm start at a C more than 10x smaller),
             first solve C/10^j, ..., C/10 to a relative gap of 1e-2, starting near
             ``1 / mean ||x~||^2``; ``n_iter``/``n_passes`` count the whole path.
@@ -460,6 +506,11 @@ def fit_l2svm(
         W = torch.zeros(K, D + 1, dtype=torch.float64, device=device)
     rank = _default_rank(N, D, device) if precond_rank is None else int(precond_rank)
     rank = max(0, min(rank, N, D + 1))
+    if basis is not None:
+        if (basis.n_rows, basis.n_features) != (N, D) or basis.Z.device != device:
+            raise ValueError(f"basis was computed for a {basis.n_rows} x {basis.n_features} matrix on "
+                             f"{basis.Z.device}; X is {N} x {D} on {device}")
+        rank = basis.rank
     # Continuation: from a cold start, or a warm start at a much smaller C, solve a path
     # of C values 10x apart to a loose gap first.  A cold start at large C otherwise
     # overshoots to a tiny active set and crawls back (measured: >10x more passes).
@@ -474,7 +525,7 @@ def fit_l2svm(
     budget = max_iter or 2000
     with torch.no_grad(), _ieee_fp32_matmul(device):
         data = _Augmented(X)
-        pre = _SubspacePreconditioner(data, rank)
+        pre = _SubspacePreconditioner(data, rank, basis)
         T = _targets(y, K, device)
         n_iter = 0
         for i, C_i in enumerate(path):

@@ -194,3 +194,31 @@ def test_bad_init_shape_is_a_clear_error():
     wrong = LinearSVM(torch.zeros(3, 5), torch.zeros(3), 1.0)
     with pytest.raises(ValueError, match=r"expected \(3, 4\) and \(3,\)"):
         fit_l2svm(x, y, 1.0, init=wrong)
+
+
+def test_a_shared_basis_gives_the_solve_of_its_own():
+    """A sweep computes the preconditioner's subspace once; each fit must equal the fit that
+    computes it itself (same seed, same X), and a basis of another matrix is refused."""
+    from benchmarks.svm import subspace_basis
+    x, y = _blobs(300, 40, 4, spread=4.0)
+    basis = subspace_basis(x)
+    for C in (1e-2, 1.0):
+        own, shared = fit_l2svm(x, y, C), fit_l2svm(x, y, C, basis=basis)
+        assert torch.equal(own.weight, shared.weight) and torch.equal(own.bias, shared.bias)
+    with pytest.raises(ValueError, match="basis was computed for a 300 x 40 matrix"):
+        fit_l2svm(x[:200], y[:200], 1.0, basis=basis)
+
+
+def test_finite_check_catches_every_non_finite_and_no_finite_overflow():
+    from benchmarks.svm import _all_finite
+    x = torch.randn(50, 30)
+    assert _all_finite(x)
+    big = torch.full((4, 30), 3e38)  # finite, but every row sum overflows to inf
+    assert _all_finite(big)
+    for value in (float("nan"), float("inf"), -float("inf")):
+        bad = x.clone()
+        bad[17, 3] = value
+        assert not _all_finite(bad)
+    both = x.clone()
+    both[2, 0], both[2, 1] = float("inf"), -float("inf")  # sums to NaN: still caught
+    assert not _all_finite(both)
