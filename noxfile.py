@@ -1,5 +1,5 @@
 """Sessions: ``nox -s cifar10_probe``, ``nox -s svhn_1000``, ``nox -s reproduce``, ``nox -s tests``,
-``nox -s throughput``, ``nox -s figures``.
+``nox -s throughput``, ``nox -s figures``, ``nox -s sensitivity``.
 
 Every session runs in ONE environment per machine (default ``~/.cache/dcgan-repro/venv``,
 override with ``DCGAN_REPRO_VENV``): torch is installed there once, not once per session.
@@ -76,6 +76,12 @@ def cifar10_probe(session: nox.Session) -> None:
 def svhn_1000(session: nox.Session) -> None:
     """SVHN 1,000-label protocol (Table 2). Needs the official .mat files (see README)."""
     session.run(_python(session), "-m", "benchmarks.svhn_1000", *session.posargs, external=True)
+
+
+@nox.session
+def sensitivity(session: nox.Session) -> None:
+    """How far each unstated choice moves the CIFAR-10 probe: results/sensitivity.{csv,md} (see README)."""
+    session.run(_python(session), "-m", "benchmarks.sensitivity", *session.posargs, external=True)
 
 
 @nox.session

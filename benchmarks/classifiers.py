@@ -62,6 +62,59 @@ class L2SVMClassifier:
         return list(self._fits)
 
 
+class _SklearnLinear:
+    """A scikit-learn linear model per C on CPU, as a predictor on the features' device:
+    the sensitivity table's other losses at the same features (the protocols use the L2-SVM)."""
+    hyper, preset_grid = "C", "C_grid"
+
+    def __init__(self, n_classes: int) -> None:
+        self.n_classes = n_classes
+        self._fits: list[dict[str, Any]] = []
+
+    def _model(self, c: float):
+        raise NotImplementedError
+
+    def sweep(self, x, y, grid):
+        import numpy as np
+
+        xn, yn = x.detach().cpu().numpy(), y.cpu().numpy().astype(np.int64)
+        models = {}
+        for c in sorted(grid):
+            t0 = time.perf_counter()
+            model = self._model(c).fit(xn, yn)
+            n_iter = int(np.max(model.n_iter_))
+            self._fits.append({"C": c, "n_train": len(x), "n_iter": n_iter, "converged": n_iter < model.max_iter,
+                               "rel_gap": float("nan"), "seconds": time.perf_counter() - t0})
+            weight = torch.from_numpy(np.asarray(model.coef_, dtype=np.float32)).to(x.device)
+            bias = torch.from_numpy(np.atleast_1d(np.asarray(model.intercept_, dtype=np.float32))).to(x.device)
+            classes = torch.from_numpy(model.classes_).to(x.device)
+            if len(classes) == 2:  # scikit-learn fits one score for two classes
+                weight, bias = torch.cat([-weight, weight]), torch.cat([-bias, bias])
+            models[c] = lambda q, w=weight, b=bias, k=classes: k[torch.addmm(b, q.float(), w.T).argmax(1)]
+        return models
+
+    def diagnostics(self):
+        return list(self._fits)
+
+
+class HingeSVMClassifier(_SklearnLinear):
+    """One-vs-rest linear SVM with the plain hinge (liblinear's dual coordinate descent)."""
+    name = "hinge SVM"
+
+    def _model(self, c):
+        from sklearn.svm import LinearSVC
+        return LinearSVC(loss="hinge", dual=True, C=c, tol=1e-4, max_iter=10_000)
+
+
+class LogisticClassifier(_SklearnLinear):
+    """Multinomial logistic regression (L-BFGS), the same per-sample C convention as the SVMs."""
+    name = "logistic regression"
+
+    def _model(self, c):
+        from sklearn.linear_model import LogisticRegression
+        return LogisticRegression(C=c, tol=1e-4, max_iter=1000)
+
+
 class KNNClassifier:
     name, hyper, preset_grid = "KNN", "k", "knn_grid"
 
@@ -83,4 +136,5 @@ class KNNClassifier:
         return []
 
 
-CLASSIFIERS: dict[str, type] = {"svm": L2SVMClassifier, "knn": KNNClassifier}
+CLASSIFIERS: dict[str, type] = {"svm": L2SVMClassifier, "knn": KNNClassifier, "hinge": HingeSVMClassifier,
+                                 "logistic": LogisticClassifier}

@@ -29,11 +29,13 @@ class Standardizer:
     std: torch.Tensor
 
     @classmethod
-    def fit(cls, x: torch.Tensor, eps: float = 1e-6, chunk: int = 512) -> "Standardizer":
+    def fit(cls, x: torch.Tensor, eps: float = 1e-6, chunk: int = 512, var_eps: float = 0.0) -> "Standardizer":
+        """``var_eps > 0`` divides by ``sqrt(var + var_eps)`` instead (Coates' kmeans_demo.m:
+        ``sqrt(var + 0.01)``), which shrinks near-constant features instead of blowing them up."""
         n = len(x)
         mean = sum(x[s:s + chunk].sum(0, dtype=torch.float64) for s in range(0, n, chunk)) / n
         var = sum((x[s:s + chunk].double() - mean).pow_(2).sum(0) for s in range(0, n, chunk)) / n
-        std = var.sqrt()
+        std = (var + var_eps).sqrt()
         return cls(mean.float(), torch.where(std > eps, std, torch.ones_like(std)).float())
 
     def __call__(self, x: torch.Tensor) -> torch.Tensor:
@@ -44,6 +46,31 @@ class Standardizer:
         for s in range(0, len(x), chunk):
             x[s:s + chunk].sub_(self.mean).div_(self.std)
         return x
+
+
+class RowNormalizer:
+    """Each row divided by its L2 norm (a zero row stays zero); no statistics to fit."""
+
+    def apply_(self, x: torch.Tensor, chunk: int = 512) -> torch.Tensor:
+        for s in range(0, len(x), chunk):
+            rows = x[s:s + chunk]
+            rows.div_(torch.linalg.vector_norm(rows, dim=1, keepdim=True).clamp_min_(1e-12))
+        return x
+
+
+class Identity:
+    def apply_(self, x: torch.Tensor) -> torch.Tensor:
+        return x
+
+
+# Feature scaling fitted on the training features, applied in place to train and test.
+# The protocols use "standardise"; the sensitivity table measures the others.
+SCALINGS = {
+    "standardise": lambda train: Standardizer.fit(train),
+    "coates": lambda train: Standardizer.fit(train, var_eps=0.01),
+    "l2": lambda train: RowNormalizer(),
+    "none": lambda train: Identity(),
+}
 
 
 def accuracy(pred: torch.Tensor, y: torch.Tensor) -> float:
@@ -61,6 +88,9 @@ class Evaluation:
     n_train: int = 0
     draws: list[dict[str, Any]] = field(default_factory=list)  # per draw: seed, val accuracy, test accuracy
     test_pred: torch.Tensor | None = None  # full: the predicted test labels (to score a subset of test)
+    # With ``test_every=True`` only: test accuracy at every grid value, to measure how much
+    # choosing on test would flatter the result.  Never used to choose anything.
+    test_by_hyper: dict[Any, float] = field(default_factory=dict)
 
 
 def _choose(val_scores: dict[Any, float]) -> Any:
@@ -75,27 +105,59 @@ def _rows(rows, device: torch.device):
     return rows if isinstance(rows, slice) else rows.to(device)
 
 
+def cv_scores(clf: Classifier, x: torch.Tensor, y: torch.Tensor, grid: Sequence[Any], folds: int,
+              seed: int) -> dict[Any, float]:
+    """Mean accuracy per grid value over ``folds`` class-stratified folds of (x, y)."""
+    gen = torch.Generator().manual_seed(seed)
+    fold_of = torch.empty(len(y), dtype=torch.long)
+    for c in y.cpu().unique():  # each class dealt round-robin over the folds, in random order
+        idx = (y.cpu() == c).nonzero()[:, 0]
+        fold_of[idx[torch.randperm(len(idx), generator=gen)]] = torch.arange(len(idx)) % folds
+    fold_of = fold_of.to(x.device)
+    totals = dict.fromkeys(grid, 0.0)
+    for f in range(folds):
+        held = fold_of == f
+        predictors = clf.sweep(x[~held], y[~held], grid)
+        for h, p in predictors.items():
+            totals[h] += accuracy(p(x[held]), y[held]) / folds
+    return totals
+
+
 def full_data_eval(clf: Classifier, x: torch.Tensor, y: torch.Tensor, x_test: torch.Tensor, y_test: torch.Tensor,
-                   val_idx: Rows, fit_idx: Rows, grid: Sequence[Any]) -> Evaluation:
-    """Choose the hyperparameter on (fit -> val), refit on all training data, score test once."""
+                   val_idx: Rows, fit_idx: Rows, grid: Sequence[Any], *, cv_folds: int = 0, cv_seed: int = 0,
+                   test_every: bool = False) -> Evaluation:
+    """Choose the hyperparameter on (fit -> val), refit on all training data, score test once.
+
+    ``cv_folds > 0`` chooses it by that many folds of cross-validation over all the training
+    data instead of the validation split.  ``test_every`` also scores every grid value on
+    test (``test_by_hyper``; a refit per value), which the choice never sees.
+    """
     dev = x.device
-    vi, fi = _rows(val_idx, dev), _rows(fit_idx, dev)
-    predictors = clf.sweep(x[fi], y[fi], grid)
-    x_val, y_val = x[vi], y[vi]
-    val_scores = {h: accuracy(p(x_val), y_val) for h, p in predictors.items()}
+    if cv_folds:
+        val_scores = cv_scores(clf, x, y, grid, cv_folds, cv_seed)
+    else:
+        vi, fi = _rows(val_idx, dev), _rows(fit_idx, dev)
+        predictors = clf.sweep(x[fi], y[fi], grid)
+        x_val, y_val = x[vi], y[vi]
+        val_scores = {h: accuracy(p(x_val), y_val) for h, p in predictors.items()}
     chosen = _choose(val_scores)
-    test_pred = clf.sweep(x, y, [chosen])[chosen](x_test)
+    refits = clf.sweep(x, y, list(grid) if test_every else [chosen])
+    test_by_hyper = {h: accuracy(p(x_test), y_test) for h, p in refits.items()} if test_every else {}
+    test_pred = refits[chosen](x_test)
     return Evaluation("full", chosen, val_scores, accuracy(test_pred, y_test), n_train=len(x),
-                      test_pred=test_pred.cpu())
+                      test_pred=test_pred.cpu(), test_by_hyper=test_by_hyper)
 
 
 def label_draws_eval(clf: Classifier, x: torch.Tensor, y: torch.Tensor, x_test: torch.Tensor, y_test: torch.Tensor,
                      val_idx: Rows, pool_idx: torch.Tensor, per_class: int, n_draws: int, seed: int,
-                     grid: Sequence[Any]) -> Evaluation:
+                     grid: Sequence[Any], *, cv_folds: int = 0, test_every: bool = False) -> Evaluation:
     """Label-scarce: ``n_draws`` class-balanced draws of ``per_class`` labels from ``pool_idx``.
 
     The hyperparameter is the one with the best *mean validation* accuracy over draws
     (the authors' SVHN procedure); test accuracy is then mean ± std over the draws.
+    ``cv_folds > 0`` instead chooses it per draw by cross-validation within the draw's own
+    labels (no validation split: what a user holding only those labels can do); ``chosen``
+    is then the median of the draws' choices.  ``test_every``: as in :func:`full_data_eval`.
     """
     dev = x.device
     vi = _rows(val_idx, dev)
@@ -105,11 +167,18 @@ def label_draws_eval(clf: Classifier, x: torch.Tensor, y: torch.Tensor, x_test: 
         draw_seed = seed * 1000 + i
         idx = draw_per_class(y.cpu(), pool_idx, per_class, draw_seed).to(dev)
         predictors = clf.sweep(x[idx], y[idx], grid)
-        per_draw.append((draw_seed, predictors, {h: accuracy(p(x_val), y_val) for h, p in predictors.items()}))
+        scores = (cv_scores(clf, x[idx], y[idx], grid, cv_folds, draw_seed) if cv_folds
+                  else {h: accuracy(p(x_val), y_val) for h, p in predictors.items()})
+        per_draw.append((draw_seed, predictors, scores))
     val_scores = {h: sum(d[2][h] for d in per_draw) / n_draws for h in grid}
-    chosen = _choose(val_scores)
-    tests = [accuracy(predictors[chosen](x_test), y_test) for _, predictors, _ in per_draw]
+    choices = [_choose(v) if cv_folds else _choose(val_scores) for _, _, v in per_draw]
+    chosen = sorted(choices)[(len(choices) - 1) // 2]
+    tests = [accuracy(predictors[c](x_test), y_test) for (_, predictors, _), c in zip(per_draw, choices)]
     mean = sum(tests) / n_draws
     std = math.sqrt(sum((t - mean) ** 2 for t in tests) / (n_draws - 1)) if n_draws > 1 else 0.0
-    draws = [{"seed": s, "val_accuracy": v[chosen], "test_accuracy": t} for (s, _, v), t in zip(per_draw, tests)]
-    return Evaluation("draws", chosen, val_scores, mean, std, n_train=per_class * len(y.unique()), draws=draws)
+    draws = [{"seed": s, "val_accuracy": v[c], "test_accuracy": t}
+             for (s, _, v), c, t in zip(per_draw, choices, tests)]
+    test_by_hyper = ({h: sum(accuracy(p[h](x_test), y_test) for _, p, _ in per_draw) / n_draws for h in grid}
+                     if test_every else {})
+    return Evaluation("draws", chosen, val_scores, mean, std, n_train=per_class * len(y.unique()), draws=draws,
+                      test_by_hyper=test_by_hyper)

@@ -126,6 +126,50 @@ def gan_figures(rows: list[dict[str, Any]], out: Path) -> list[str]:
     return parts or ["_The DCGAN run logged no losses or samples._\n"]
 
 
+def sensitivity_chart(group: pd.DataFrame, title: str, path: Path) -> Path:
+    """Each setting's difference from the default (points), both metrics, with the default's band."""
+    g = group[group["diff"].notna()]
+    labels = [f"{k}: {s}"[:70] for k, s in dict.fromkeys(zip(g["knob"], g["setting"]))]
+    metrics = list(dict.fromkeys(g["metric"]))
+    fig, ax = plt.subplots(figsize=(8, 0.32 * len(labels) + 1.6))
+    height = 0.8 / max(len(metrics), 1)
+    for i, metric in enumerate(metrics):
+        m = g[g["metric"] == metric].set_index(["knob", "setting"])["diff"]
+        ys = [j + i * height for j in range(len(labels))]
+        values = [float(m.get(key, math.nan)) for key in dict.fromkeys(zip(g["knob"], g["setting"]))]
+        ax.barh(ys, values, height, label=METRIC_NAMES.get(metric, metric))
+        band = group[(group["metric"] == metric) & (group["default"].astype(str) == "True")]["band"]
+        if len(band) and not pd.isna(band.iloc[0]):
+            ax.axvspan(-2 * float(band.iloc[0]), 2 * float(band.iloc[0]), color=f"C{i}", alpha=0.08)
+    ax.set_yticks([j + 0.4 - height / 2 for j in range(len(labels))], labels, fontsize=7)
+    ax.invert_yaxis()
+    ax.axvline(0, color="black", lw=0.6)
+    ax.set_xlabel("difference from the default (points); shaded: twice the default's band")
+    ax.set_title(title, fontsize=9)
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
+def _sensitivity(results_dir: Path, charts: Path) -> list[str]:
+    from benchmarks.sensitivity import top_knobs
+
+    path = results_dir / "sensitivity.csv"
+    if not path.exists():
+        return ["_No sensitivity run yet: `nox -s sensitivity -- --extractor ...`._\n"]
+    parts = ["One knob at a time from the probe's default pipeline (full table: [sensitivity.md](sensitivity.md)).\n"]
+    df = pd.read_csv(path)
+    for i, ((ex, preset), g) in enumerate(df.groupby(["extractor", "preset"], sort=False)):
+        title = f"{ex} [{preset}]"
+        chart = sensitivity_chart(g, title, charts / f"sensitivity_{i}.png")
+        top = "; ".join(f"{k} {d:+.2f} ({w})" for k, d, w in top_knobs(g))
+        parts += [f"**{title}**, largest effects: {top or 'none measured'}.\n", f"![{title}](report/{chart.name})\n"]
+    return parts
+
+
 def _throughput(results_dir: Path) -> str:
     path = results_dir / "throughput.csv"
     if not path.exists():
@@ -173,6 +217,7 @@ def write_report(results_dir: str | Path | None = None, commands: list[str] | No
         parts.append(f"![{title}](report/{chart.name})\n")
     parts.append("## The GAN\n")
     parts += gan_figures(all_rows, charts)
+    parts += ["## Sensitivity to the unstated choices\n", *_sensitivity(results_dir, charts)]
     parts += ["## Throughput\n", _throughput(results_dir)]
     parts.append("## How this was obtained\n")
     if commands:

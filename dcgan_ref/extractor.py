@@ -35,14 +35,15 @@ class DCGANExtractor:
 
     def __init__(self, arch: str, *, train_cfg: TrainConfig | None, label: str,
                  discriminator: Discriminator | None = None, eval_steps: tuple[int, ...] = (),
-                 bn_mode: str = "population", out_dir: str | Path = "runs/dcgan", seed: int = 0,
-                 resume: bool = False, device: torch.device | str = "cpu") -> None:
+                 bn_mode: str = "population", pool: str = "max", grid: int = 4, out_dir: str | Path = "runs/dcgan",
+                 seed: int = 0, resume: bool = False, device: torch.device | str = "cpu") -> None:
         if bn_mode not in BN_MODES:
             raise ValueError(f"bn_mode must be one of {BN_MODES}, got {bn_mode!r}")
         self.device = torch.device(device)
         self.label, self.arch, self.train_cfg = label, arch, train_cfg
         self.learns_from_data = train_cfg is not None  # trained here on the unlabelled data
         self.eval_steps, self.bn_mode, self.out_dir, self.seed = eval_steps, bn_mode, Path(out_dir), seed
+        self.pool, self.grid = pool, grid
         self.resume = resume
         self.d = (discriminator if discriminator is not None else build_gan(arch, seed)[1]).to(self.device)
         self.g = None
@@ -50,11 +51,27 @@ class DCGANExtractor:
 
     @property
     def feature_dim(self) -> int:
-        return feature_dim(self.arch)
+        return feature_dim(self.arch, self.grid)
+
+    def with_extraction(self, *, bn_mode: str | None = None, pool: str | None = None,
+                        grid: int | None = None) -> "DCGANExtractor":
+        """This fitted extractor with other extraction settings (the same D, not a copy):
+        what the sensitivity table varies one at a time."""
+        other = copy.copy(self)
+        other.bn_mode = bn_mode or self.bn_mode
+        other.pool, other.grid = pool or self.pool, grid or self.grid
+        return other
+
+    def with_population_stats(self, images: torch.Tensor) -> "DCGANExtractor":
+        """A copy whose D (deep-copied) has batchnorm population statistics over ``images``."""
+        other = self.with_extraction(bn_mode="population")
+        other.d = copy.deepcopy(self.d)
+        set_population_bn_stats(other.d, images.to(self.device), seed=self.seed)
+        return other
 
     def settings(self) -> dict[str, Any]:
-        return {"arch": self.arch, "bn_mode": self.bn_mode, "pool_grid": 4, "seed": self.seed,
-                "trained": self.train_cfg is not None, "eval_steps": list(self.eval_steps),
+        return {"arch": self.arch, "bn_mode": self.bn_mode, "pool": self.pool, "pool_grid": self.grid,
+                "seed": self.seed, "trained": self.train_cfg is not None, "eval_steps": list(self.eval_steps),
                 "train": vars(self.train_cfg) if self.train_cfg else None}
 
     def _prepare(self, images: torch.Tensor) -> None:
@@ -119,4 +136,4 @@ class DCGANExtractor:
         return info
 
     def transform(self, images: torch.Tensor) -> torch.Tensor:
-        return pooled_features(self.d, images, bn_mode=self.bn_mode, seed=self.seed)
+        return pooled_features(self.d, images, grid=self.grid, pool=self.pool, bn_mode=self.bn_mode, seed=self.seed)

@@ -19,6 +19,7 @@ from dcgan_ref.models import Discriminator
 from dcgan_ref.progress import Progress
 
 BN_MODES = ("population", "batch")
+POOLS = {"max": F.adaptive_max_pool2d, "avg": F.adaptive_avg_pool2d}  # the paper: max
 _HASH_PRIME = 2_147_483_647  # 2^31 - 1
 
 
@@ -69,15 +70,19 @@ def set_population_bn_stats(d: Discriminator, images: torch.Tensor, batch_size: 
 
 
 @torch.no_grad()
-def pooled_features(d: Discriminator, images: torch.Tensor, *, grid: int = 4, bn_mode: str = "population",
-                    batch_size: int = 500, seed: int = 0) -> torch.Tensor:
+def pooled_features(d: Discriminator, images: torch.Tensor, *, grid: int = 4, pool: str = "max",
+                    bn_mode: str = "population", batch_size: int = 500, seed: int = 0) -> torch.Tensor:
     """Features (N, grid² · Σ widths), float32, on D's device, for uint8 images (N, 3, H, W).
 
+    Each layer's map is ``pool``-pooled (adaptive: "max" or "avg") to ``grid`` x ``grid``.
     Rows come back in the caller's order.  ``bn_mode="batch"`` normalises with each
     batch's statistics and leaves D's running statistics exactly as they were.
     """
     if bn_mode not in BN_MODES:
         raise ValueError(f"bn_mode must be one of {BN_MODES}, got {bn_mode!r}")
+    if pool not in POOLS or grid < 1:
+        raise ValueError(f"pool must be one of {sorted(POOLS)} and grid >= 1, got {pool!r}, {grid!r}")
+    pool_fn = POOLS[pool]
     device = next(d.parameters()).device
     bns = _batchnorms(d)
     running = [(m.running_mean.clone(), m.running_var.clone(), m.num_batches_tracked.clone()) for m in bns]
@@ -91,7 +96,7 @@ def pooled_features(d: Discriminator, images: torch.Tensor, *, grid: int = 4, bn
         for start in range(0, len(images), batch_size):
             rows = order[start:start + batch_size]
             maps = d.features(to_unit_range(images[rows].to(device, non_blocking=True)))
-            out[rows.to(device)] = torch.cat([F.adaptive_max_pool2d(m, grid).flatten(1) for m in maps], dim=1)
+            out[rows.to(device)] = torch.cat([pool_fn(m, grid).flatten(1) for m in maps], dim=1)
             progress.update(len(rows))
     finally:
         d.train(was_training)
@@ -100,3 +105,13 @@ def pooled_features(d: Discriminator, images: torch.Tensor, *, grid: int = 4, bn
             m.running_var.copy_(var)
             m.num_batches_tracked.copy_(count)
     return out
+
+
+def layer_columns(widths: tuple[int, ...], layers: tuple[int, ...], grid: int = 4) -> torch.Tensor:
+    """Column indices of the given layers (0 = input side) in :func:`pooled_features`' output."""
+    if not layers or any(not 0 <= i < len(widths) for i in layers):
+        raise ValueError(f"layers must be a non-empty subset of 0..{len(widths) - 1}, got {layers!r}")
+    starts = [0]
+    for w in widths:
+        starts.append(starts[-1] + grid * grid * w)
+    return torch.cat([torch.arange(starts[i], starts[i + 1]) for i in sorted(set(layers))])

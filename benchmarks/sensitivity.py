@@ -1,0 +1,477 @@
+"""The sensitivity table: how many points each choice the paper leaves unstated moves the
+CIFAR-10 probe, one knob at a time, beside the noise of the default itself.
+
+``python -m benchmarks.sensitivity --extractor random-d --arch imagenet32 --preset quick ...``
+(``nox -s sensitivity``) takes the probe's own options, fits the extractor once, and
+evaluates the default pipeline (the probe's: population batchnorm over the probe's train
+images, every conv layer 4x4 max-pooled, per-feature standardisation, squared-hinge
+L2-SVM, C chosen on the validation split) and then each alternative of each knob with
+everything else at its default.  Features are extracted once per extraction setting
+(batchnorm mode, pooling) and every other knob reuses them.
+
+The noise band of the default: for all labels, the standard deviation of its test
+accuracy over ``--split-seeds`` validation splits; for the label-scarce draws, the
+standard error of the draws' mean.  A difference counts as beyond noise when it exceeds
+twice the band (for the draws' mean, twice the standard error of a difference of two means).
+
+Rows go to ``results/sensitivity.{csv,md}`` with their provenance (and MLflow, experiment
+``sensitivity``); a run replaces only its own extractor/preset/data rows.
+"""
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import datetime as dt
+import math
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+import torch
+from tabulate import tabulate
+
+from baselines import registry
+from benchmarks import evaluation
+from benchmarks.classifiers import CLASSIFIERS
+from benchmarks.protocol import build_context
+from benchmarks.protocol_data import ProtocolData, load_data
+from benchmarks.results import RESULTS_DIR, _locked, _write_atomic
+from benchmarks.run_context import POSITIVE_INT, RunContext, parse_run
+from benchmarks.spec import CIFAR10_PROBE
+from benchmarks.splits import class_balanced_split
+from dcgan_ref.data import load_split
+from dcgan_ref.errors import UserError, run_cli
+from dcgan_ref.extractor import DCGANExtractor
+from dcgan_ref.features import layer_columns
+from dcgan_ref.progress import Progress
+from dcgan_ref.tracking import check_tracking_store, provenance, tracked_run, unwritable
+
+KNOBS = ("batchnorm", "scaling", "layers", "pooling", "C choice", "GAN length", "encoding", "classifier loss")
+CSV_COLUMNS = ["extractor", "preset", "scale", "knob", "setting", "default", "metric", "value", "std", "diff",
+               "band", "beyond_noise", "C", "feature_dim", "seconds", "notes", "dataset", "device", "torch",
+               "commit", "dirty", "date", "seed", "data_sha256", "mlflow_run_id"]
+KEY = ["extractor", "preset", "data_sha256", "knob", "setting", "metric"]
+
+
+@dataclass(frozen=True)
+class Setting:
+    """One evaluation: the default pipeline with (at most) one knob changed."""
+    knob: str
+    name: str
+    default: bool = False
+    bn: str = "probe"             # batchnorm at extraction: "probe" (population, probe train), "gan-data", "batch"
+    pool: str = "max"
+    grid: int = 4
+    layers: tuple[int, ...] | None = None  # None: every conv layer
+    scaling: str = "standardise"
+    classifier: str = "svm"
+    cv_folds: int = 0             # 0: C chosen on the validation split
+    data: str | None = None       # encoding knob: evaluate on this data instead (fit and all)
+
+    @property
+    def extraction(self) -> tuple[str, str, int]:
+        return self.bn, self.pool, self.grid
+
+
+@dataclass(frozen=True)
+class Skipped:
+    knob: str
+    name: str
+    reason: str
+
+
+@dataclass
+class Outcome:
+    setting: Setting
+    full: evaluation.Evaluation
+    draws: evaluation.Evaluation
+    feature_dim: int
+    seconds: float
+    notes: str = ""
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+def plan(extractor, *, bn_data: str | None, encoding_pair: tuple[str, str] | None, cv_folds: int,
+         knobs: tuple[str, ...]) -> list[Setting | Skipped]:
+    """The default, then every knob's alternatives (or why a knob cannot be measured here)."""
+    out: list[Setting | Skipped] = [Setting("default", "the probe's pipeline", default=True)]
+    is_d = isinstance(extractor, DCGANExtractor)
+    not_d = "not a DCGAN discriminator: this knob is D's"
+    for knob in knobs:
+        if knob == "batchnorm":
+            if not is_d:
+                out.append(Skipped(knob, "all", not_d))
+                continue
+            if bn_data:
+                out.append(Setting(knob, "population stats over the GAN's data", bn="gan-data"))
+            else:
+                why = ("a random-init D was trained on nothing" if not extractor.learns_from_data
+                       and extractor.train_cfg is None and "random" in extractor.label
+                       else "the D's training data is not on this machine: pass --bn-data <its training set>")
+                out.append(Skipped(knob, "population stats over the GAN's data", why))
+            out.append(Setting(knob, "batch statistics (shuffled batches)", bn="batch"))
+        elif knob == "scaling":
+            out += [Setting(knob, "Coates: (x - mean) / sqrt(var + 0.01)", scaling="coates"),
+                    Setting(knob, "L2-normalised rows", scaling="l2"), Setting(knob, "none", scaling="none")]
+        elif knob == "layers":
+            if not is_d:
+                out.append(Skipped(knob, "all", not_d))
+                continue
+            n = len(extractor.d.arch.widths)
+            out += [Setting(knob, "the last", layers=(n - 1,)), Setting(knob, "the last two", layers=(n - 2, n - 1))]
+            out += [Setting(knob, f"layer {i + 1} of {n} alone", layers=(i,)) for i in range(n - 1)]
+        elif knob == "pooling":
+            if not is_d:
+                out.append(Skipped(knob, "all", not_d))
+                continue
+            out += [Setting(knob, "4x4 average", pool="avg"), Setting(knob, "2x2 max", grid=2),
+                    Setting(knob, "global max", grid=1)]
+        elif knob == "C choice":
+            out.append(Setting(knob, f"{cv_folds}-fold cross-validation (label draws: within each draw)",
+                               cv_folds=cv_folds))
+            # "on the test set" comes from the default's own fits (test_every), never from a choice.
+        elif knob == "GAN length":
+            out.append(Skipped(knob, "each saved epoch",
+                               "this D was not trained by this run (a released or random-init D has one length); "
+                               "for a D trained here the probe logs every candidate length's validation score"
+                               if not getattr(extractor, "learns_from_data", False) else
+                               "train it with the probe first; it logs each length's validation score"))
+        elif knob == "encoding":
+            if encoding_pair is None:
+                out.append(Skipped(knob, "lossless vs JPEG", "pass --encoding-pair <lossless data>,<the same images "
+                                                          "from the JPEG copy>"))
+            else:
+                lossless, jpeg = encoding_pair
+                out += [Setting(knob, "the same images from the JPEG copy", data=jpeg),
+                        Setting(knob, "lossless originals", data=lossless)]
+        elif knob == "classifier loss":
+            out += [Setting(knob, "hinge (L1-SVM)", classifier="hinge"),
+                    Setting(knob, "logistic regression (multinomial)", classifier="logistic")]
+    return out
+
+
+# ------------------------------------------------------------------ compute
+def raw_features(extractor, images: torch.Tensor, test_images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    return extractor.transform(images), extractor.transform(test_images)
+
+
+def variant(extractor, setting: Setting, bn_images: torch.Tensor | None):
+    """The fitted extractor with this setting's extraction (D's batchnorm, pooling)."""
+    if setting.extraction == ("probe", "max", 4):
+        return extractor
+    if setting.bn == "gan-data":
+        return extractor.with_population_stats(bn_images)
+    return extractor.with_extraction(bn_mode="batch" if setting.bn == "batch" else None, pool=setting.pool,
+                                     grid=setting.grid)
+
+
+def evaluate(run: RunContext, data: ProtocolData, setting: Setting, raw: tuple[torch.Tensor, torch.Tensor],
+             extractor, *, test_every: bool = False, val_fit: tuple[torch.Tensor, torch.Tensor] | None = None,
+             draws: bool = True) -> Outcome:
+    """The probe's two evaluations of one setting on raw (unscaled) features."""
+    t0 = time.perf_counter()
+    train, test = raw
+    if setting.layers is not None:
+        cols = layer_columns(extractor.d.arch.widths, setting.layers, extractor.grid).to(train.device)
+        train, test = train[:, cols], test[:, cols]
+    else:
+        train, test = train.clone(), test.clone()
+    scaler = evaluation.SCALINGS[setting.scaling](train)
+    scaler.apply_(train)
+    scaler.apply_(test)
+    grid = run.preset.C_grid
+    y, y_test = data.train.labels.to(run.device), data.test.labels.to(run.device)
+    n_classes = len(data.train.classes)
+    clf = CLASSIFIERS[setting.classifier]
+    val_rows, fit_rows = val_fit if val_fit is not None else (data.val_rows, data.fit_rows)
+    full = evaluation.full_data_eval(clf(n_classes), train, y, test, y_test, val_rows, fit_rows, grid,
+                                     cv_folds=setting.cv_folds, cv_seed=run.seed, test_every=test_every)
+    scarce = None
+    if draws:
+        scarce = evaluation.label_draws_eval(clf(n_classes), train, y, test, y_test, data.val_rows, data.rest_idx,
+                                             run.per_class, run.draws, run.seed, grid, cv_folds=setting.cv_folds,
+                                             test_every=test_every)
+    notes = []
+    for ev, what in ((full, "all labels"), (scarce, "draws")):
+        if ev is not None and len(grid) > 1 and ev.chosen in (min(grid), max(grid)):
+            notes.append(f"{what}: C={ev.chosen:g} at the grid's edge")
+    return Outcome(setting, full, scarce, train.shape[1], time.perf_counter() - t0, "; ".join(notes))
+
+
+def encoding_outcome(run: RunContext, setting: Setting, name: str, log) -> tuple[Outcome, ProtocolData]:
+    """The default pipeline on other data (fit, extraction and all): one side of the encoding pair."""
+    other = dataclasses.replace(run, data=setting.data, download=False)
+    data = load_data(other, log)
+    pool = torch.bincount(data.train.labels[data.rest_idx], minlength=len(data.train.classes))
+    per_class = min(run.per_class, int(pool.min()))
+    other = dataclasses.replace(other, per_class=per_class)
+    extractor = registry.build(name, build_context(other, data, run.out / "sensitivity" / "encoding"))
+    extractor.fit(data.gan_images.to(run.device))
+    raw = raw_features(extractor, data.train.images.to(run.device), data.test.images.to(run.device))
+    out = evaluate(other, data, dataclasses.replace(setting, data=None), raw, extractor)
+    out.notes = "; ".join(n for n in (f"{len(data.train):,} train / {len(data.test):,} test images of {setting.data}, "
+                                      f"{per_class} labels/class", out.notes) if n)
+    out.extra["data_sha256"] = data.train.sha256
+    return out, data
+
+
+# ------------------------------------------------------------------ rows
+def _std(values: list[float]) -> float:
+    m = sum(values) / len(values)
+    return math.sqrt(sum((v - m) ** 2 for v in values) / (len(values) - 1)) if len(values) > 1 else float("nan")
+
+
+def make_rows(outcomes: list[Outcome], skipped: list[Skipped], split_accs: list[float], per_class: int,
+              encoding: list[Outcome]) -> list[dict[str, Any]]:
+    """Long rows: per setting, the all-labels and the draws' metric, with difference and band."""
+    default = next(o for o in outcomes if o.setting.default)
+    n_draws = len(default.draws.draws)
+    band_full = _std(split_accs)
+    band_draws = default.draws.test_std / math.sqrt(n_draws)  # standard error of the draws' mean
+    draws_metric = f"test_accuracy_{per_class}pc"
+    limits = {"test_accuracy": 2 * band_full, draws_metric: 2 * math.sqrt(2) * band_draws}
+
+    def row(o_knob, o_name, is_default, metric, value, std, base, band, C, dim, seconds, notes):
+        diff = None if is_default or base is None else value - base
+        beyond = None if diff is None or not math.isfinite(limits.get(metric, math.nan)) else abs(diff) > limits[metric]
+        return {"knob": o_knob, "setting": o_name, "default": is_default, "metric": metric, "value": round(value, 3),
+                "std": None if std is None else round(std, 3), "diff": None if diff is None else round(diff, 3),
+                "band": None if band is None else round(band, 3), "beyond_noise": beyond, "C": C,
+                "feature_dim": dim, "seconds": round(seconds, 1), "notes": notes}
+
+    rows = []
+    base_full, base_draws = default.full.test_accuracy, default.draws.test_accuracy
+    for o in outcomes:
+        s = o.setting
+        rows.append(row(s.knob, s.name, s.default, "test_accuracy", o.full.test_accuracy, None, base_full, band_full,
+                        o.full.chosen, o.feature_dim, o.seconds, o.notes))
+        rows.append(row(s.knob, s.name, s.default, draws_metric, o.draws.test_accuracy, o.draws.test_std, base_draws,
+                        band_draws, o.draws.chosen, o.feature_dim, o.seconds, o.notes))
+    # Choosing C on test: the optimism it would add, from the default's own fits. Not a protocol.
+    for ev, metric, base, band in ((default.full, "test_accuracy", base_full, band_full),
+                                   (default.draws, draws_metric, base_draws, band_draws)):
+        best = max(ev.test_by_hyper, key=ev.test_by_hyper.get)
+        rows.append(row("C choice", "on the test set (NOT a valid protocol: the optimistic bias)", False, metric,
+                        ev.test_by_hyper[best], None, base, band, best, default.feature_dim, 0.0,
+                        "the best test accuracy over the C grid, from the default's fits; shown only as the bias "
+                        "that selecting on test adds"))
+    if encoding:  # its own default: the JPEG side of the pair (same images, same pipeline)
+        jpeg = encoding[0]
+        for o in encoding:
+            rows.append(row("encoding", o.setting.name, False, "test_accuracy", o.full.test_accuracy, None,
+                            jpeg.full.test_accuracy if o is not jpeg else None, None, o.full.chosen, o.feature_dim,
+                            o.seconds, o.notes + ("; difference: against the JPEG side" if o is not jpeg else "")))
+            rows.append(row("encoding", o.setting.name, False, draws_metric, o.draws.test_accuracy, o.draws.test_std,
+                            jpeg.draws.test_accuracy if o is not jpeg else None, None, o.draws.chosen,
+                            o.feature_dim, o.seconds, o.notes))
+    for s in skipped:
+        rows.append({"knob": s.knob, "setting": s.name, "default": False, "metric": "",
+                     "notes": f"not run: {s.reason}"})
+    return rows
+
+
+def top_knobs(df: pd.DataFrame, n: int = 3) -> list[tuple[str, float, str]]:
+    """The knobs with the largest |difference| (either metric), test-set choice excluded."""
+    ok = df[df["diff"].notna() & ~df["setting"].astype(str).str.contains("NOT a valid")]
+    if not len(ok):
+        return []
+    ok = ok.assign(size=ok["diff"].astype(float).abs())
+    best = ok.sort_values("size", ascending=False).drop_duplicates("knob").head(n)
+    return [(r.knob, float(r["diff"]), f"{r.setting} ({r.metric})") for _, r in best.iterrows()]
+
+
+def _true(v: Any) -> bool:  # a bool, or its text after a CSV round trip
+    return v is True or str(v) == "True"
+
+
+def _num(v: Any, signed: bool = False) -> str:
+    return "" if pd.isna(v) else (f"{float(v):+.2f}" if signed else f"{float(v):.2f}")
+
+
+def render_markdown(df: pd.DataFrame) -> str:
+    parts = ["# Sensitivity of the CIFAR-10 probe to the paper's unstated choices\n",
+             "Generated by `python -m benchmarks.sensitivity` (`nox -s sensitivity`); never edited by hand. "
+             "One knob changed at a time from the probe's default pipeline. `diff` is the setting minus the "
+             "default, in points. `band` is the default's noise: for all labels the std of its test accuracy over "
+             "validation-split seeds, for the label draws the standard error of the draws' mean; `beyond noise` "
+             "marks a difference above twice the band (draws: twice the standard error of a difference). "
+             "`quick` rows use the quick scale (10,000 train / 2,000 test images), never the paper's.\n"]
+    for (ex, preset, sha), g in df.groupby(["extractor", "preset", "data_sha256"], sort=False, dropna=False):
+        first = g.iloc[0]
+        parts.append(f"## {ex} · preset {preset} · {first['dataset']}\n")
+        parts.append(f"Scale: {first['scale']}. Device {first['device']}, commit {first['commit']}, seed "
+                     f"{first['seed']}, data sha256 {str(sha)[:12]}, MLflow run {str(first['mlflow_run_id'])[:8]}.\n")
+        table = [{"knob": r["knob"], "setting": r["setting"] + (" (default)" if _true(r["default"]) else ""),
+                  "metric": r["metric"], "accuracy": _num(r["value"]) + ("" if pd.isna(r["std"]) else
+                                                                         f" ± {float(r['std']):.2f}"),
+                  "diff": _num(r["diff"], signed=True), "band": _num(r["band"]),
+                  "beyond noise": "" if pd.isna(r["beyond_noise"]) else ("yes" if _true(r["beyond_noise"]) else "no"),
+                  "C": "" if pd.isna(r["C"]) else f"{float(r['C']):g}",
+                  "notes": "" if pd.isna(r["notes"]) else r["notes"]} for _, r in g.iterrows()]
+        parts.append(tabulate(table, headers="keys", tablefmt="github", disable_numparse=True) + "\n")
+        top = top_knobs(g)
+        if top:
+            parts.append("Largest effects: " + "; ".join(f"**{k}** {d:+.2f} points ({w})" for k, d, w in top) + ".\n")
+    return "\n".join(parts)
+
+
+def write_rows(rows: list[dict[str, Any]], results_dir: Path) -> tuple[Path, Path]:
+    results_dir.mkdir(parents=True, exist_ok=True)
+    csv_path, md_path = results_dir / "sensitivity.csv", results_dir / "sensitivity.md"
+    new = pd.DataFrame(rows, columns=CSV_COLUMNS)
+    with _locked(results_dir / ".sensitivity.lock", 120.0):
+        old = pd.read_csv(csv_path) if csv_path.exists() else pd.DataFrame(columns=CSV_COLUMNS)
+        if len(old):
+            keys = set(map(tuple, new[KEY].astype(str).values))
+            old = old[[tuple(k) not in keys for k in old[KEY].astype(str).values]]
+            old = old[~old[["extractor", "preset", "data_sha256"]].astype(str).apply(tuple, axis=1).isin(
+                set(new[["extractor", "preset", "data_sha256"]].astype(str).apply(tuple, axis=1)))]
+        merged = pd.concat([f for f in (old, new) if len(f)], ignore_index=True)[CSV_COLUMNS]
+        _write_atomic(csv_path, merged.to_csv(index=False))
+        _write_atomic(md_path, render_markdown(merged))
+    return csv_path, md_path
+
+
+# ------------------------------------------------------------------ command
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="python -m benchmarks.sensitivity", add_help=False,
+                                description="One knob at a time: how far each unstated choice moves the probe. "
+                                            "Every other option is the CIFAR-10 probe's (python -m "
+                                            "benchmarks.cifar10_probe --help).")
+    p.add_argument("--knobs", default=",".join(KNOBS), help=f"comma list of {', '.join(KNOBS)} (default: all)")
+    p.add_argument("--split-seeds", type=POSITIVE_INT, default=3,
+                   help="validation splits the default is evaluated on, for its all-labels noise band (default 3)")
+    p.add_argument("--cv-folds", type=POSITIVE_INT, default=5, help="folds of the cross-validation C choice")
+    p.add_argument("--bn-data", help="the D's own training images (data spec, train split): batchnorm statistics "
+                                     "over the GAN's data")
+    p.add_argument("--encoding-pair", help="<lossless data>,<the same images from the JPEG copy>: the encoding knob")
+    return p
+
+
+def main(argv: list[str] | None = None, log=print) -> list[dict[str, Any]]:
+    args, rest = build_parser().parse_known_args(argv)
+    knobs = tuple(k.strip() for k in args.knobs.split(",") if k.strip())
+    bad = [k for k in knobs if k not in KNOBS]
+    if bad:
+        raise UserError(f"unknown knob(s) {', '.join(map(repr, bad))}; choose from {', '.join(KNOBS)}")
+    if args.cv_folds < 2:
+        raise UserError("--cv-folds must be at least 2")
+    pair = None
+    if args.encoding_pair:
+        pair = tuple(s.strip() for s in args.encoding_pair.split(","))
+        if len(pair) != 2 or not all(pair):
+            raise UserError(f"--encoding-pair {args.encoding_pair!r}: give two data specs, lossless,jpeg")
+    run = parse_run(CIFAR10_PROBE, rest, log)
+    names = sorted({n for n, _ in run.rows})
+    if len(names) != 1 or run.controls:
+        raise UserError(f"--extractor: the sensitivity table takes one extractor, got {', '.join(names) or 'none'}")
+    name = names[0]
+    if name == "dcgan" and not run.discriminator:
+        raise UserError("--extractor dcgan trains a GAN: train it with the CIFAR-10 probe first, then pass its "
+                        "--discriminator <run>/gan/chosen.pt (or newmu-svhn:<dir>)")
+    if run.bn_mode != "population":
+        raise UserError("--bn-mode: the default is population statistics; batch statistics are one of the knob's "
+                        "settings")
+    check_tracking_store()
+    results_dir = run.results_dir or RESULTS_DIR
+    if run.write_results:
+        existing = next(p for p in (results_dir, *results_dir.parents) if p.exists())
+        problem = unwritable(existing) if existing.is_dir() else f"{existing} is not a folder"
+        if problem:
+            raise UserError(f"results: {problem}; pass --results-dir <writable folder> or --no-results")
+    bn_images = load_split(args.bn_data, "train", download=False).images if args.bn_data else None
+    t_start = time.perf_counter()
+    data = load_data(run, log)
+    pool = torch.bincount(data.train.labels[data.rest_idx], minlength=len(data.train.classes))
+    if int(pool.min()) < run.per_class:
+        raise UserError(f"{run.per_class} labels per class per draw, but a class has {int(pool.min())} training "
+                        f"images outside validation; pass --per-class {int(pool.min())} or fewer")
+    extractor = registry.build(name, build_context(run, data, run.out / "sensitivity" / name))
+    steps = plan(extractor, bn_data=args.bn_data, encoding_pair=pair, cv_folds=args.cv_folds, knobs=knobs)
+    settings = [s for s in steps if isinstance(s, Setting)]
+    skipped = [s for s in steps if isinstance(s, Skipped)]
+    config = {"protocol": "sensitivity", "extractor": extractor.label, "preset": run.preset.name, "seed": run.seed,
+              "knobs": list(knobs), "split_seeds": args.split_seeds, "cv_folds": args.cv_folds, "data": str(run.data),
+              "data_sha256": data.train.sha256, "per_class": run.per_class, "draws": run.draws,
+              "bn_data": args.bn_data, "encoding_pair": list(pair) if pair else None,
+              "settings": [dataclasses.asdict(s) for s in settings], "extractor_settings": extractor.settings()}
+    import mlflow
+
+    with tracked_run("sensitivity", f"{extractor.label} [{run.preset.name}]", config, run.device) as mlflow_run:
+        log(f"sensitivity: {extractor.label}, preset {run.preset.name}: {len(settings)} settings "
+            f"(+{args.split_seeds - 1} more validation splits of the default), {len(skipped)} not measurable here")
+        t0 = time.perf_counter()
+        fit_info = extractor.fit(data.gan_images.to(run.device))
+        mlflow.log_metrics({"fit_s": time.perf_counter() - t0} | {k: float(v) for k, v in fit_info.items()})
+        x, x_test = data.train.images.to(run.device), data.test.images.to(run.device)
+        outcomes, encoding = [], []
+        default_raw, current = None, (None, None, None)  # current: (extraction, extractor, features) of a variant
+        progress = Progress("sensitivity settings", len(settings), unit="settings")
+
+        def extract(ex, s: Setting):
+            t0 = time.perf_counter()
+            raw = raw_features(ex, x, x_test)
+            log(f"  features for {s.knob}: {s.name}: {tuple(raw[0].shape)} in {time.perf_counter() - t0:.1f} s")
+            return raw
+
+        for s in settings:
+            if s.data is not None:
+                out, _ = encoding_outcome(run, s, name, log)
+                encoding.append(out)
+            else:
+                if s.extraction == Setting("", "").extraction:  # the default's features: extracted once, kept
+                    default_raw = default_raw if default_raw is not None else extract(extractor, s)
+                    ex, raw = extractor, default_raw
+                else:  # one extraction per (batchnorm, pooling); the knob's next setting may reuse it
+                    if current[0] != s.extraction:
+                        current = (None, None, None)  # free the last variant's features first
+                        ex = variant(extractor, s, bn_images)
+                        current = (s.extraction, ex, extract(ex, s))
+                    _, ex, raw = current
+                out = evaluate(run, data, s, raw, ex, test_every=s.default)
+                outcomes.append(out)
+            log(f"  {s.knob}: {s.name}: all labels {out.full.test_accuracy:.2f}% (C {out.full.chosen:g}), "
+                f"{run.per_class}/class {out.draws.test_accuracy:.2f} ± {out.draws.test_std:.2f}% in "
+                f"{out.seconds:.0f} s")
+            with mlflow.start_run(run_name=f"{s.knob}: {s.name}", nested=True):
+                mlflow.log_params({"knob": s.knob, "setting": s.name, "C_all": out.full.chosen,
+                                   "C_draws": out.draws.chosen})
+                mlflow.log_metrics({"test_accuracy": out.full.test_accuracy, "draws_test_accuracy":
+                                    out.draws.test_accuracy, "draws_std": out.draws.test_std, "seconds": out.seconds})
+            progress.update(1)
+        current = (None, None, None)
+        # The default's noise over validation splits (its own split is the first).
+        default_out = outcomes[0]
+        split_accs = [default_out.full.test_accuracy]
+        for j in range(1, args.split_seeds):
+            val_idx, rest_idx = class_balanced_split(data.train.labels, len(data.val_idx), run.seed + 100 + j)
+            o = evaluate(run, data, default_out.setting, default_raw, extractor, val_fit=(val_idx, rest_idx),
+                         draws=False)
+            split_accs.append(o.full.test_accuracy)
+            log(f"  default on validation split {j + 1}/{args.split_seeds}: all labels {o.full.test_accuracy:.2f}% "
+                f"(C {o.full.chosen:g})")
+        mlflow.log_metric("default_split_std", _std(split_accs))
+        rows = make_rows(outcomes, skipped, split_accs, run.per_class, encoding)
+        prov = provenance(run.device)
+        scale = ("paper: all 50,000 train / 10,000 test images" if run.preset.train_images is None
+                 else f"{run.preset.name}: {len(data.train):,} train / {len(data.test):,} test images")
+        common = {"extractor": extractor.label, "preset": run.preset.name, "scale": scale,
+                  "dataset": data.train.description, "device": prov["device"], "torch": prov["torch"],
+                  "commit": prov["commit"], "dirty": prov["dirty"], "date": dt.date.today().isoformat(),
+                  "seed": run.seed, "data_sha256": data.train.sha256, "mlflow_run_id": mlflow_run.info.run_id}
+        rows = [common | r for r in rows]
+        log(f"sensitivity done in {time.perf_counter() - t_start:.0f} s")
+        frame = pd.DataFrame(rows, columns=CSV_COLUMNS)
+        print(render_markdown(frame))
+        if run.write_results:
+            csv_path, md_path = write_rows(rows, results_dir)
+            log(f"wrote {csv_path} and {md_path}")
+        else:
+            log("(--no-results or preset smoke: results/ left untouched)")
+    return rows
+
+
+if __name__ == "__main__":
+    run_cli(main)

@@ -1,0 +1,121 @@
+"""The sensitivity table: one knob at a time, each row's difference against the default
+and the default's own noise band (smoke preset, synthetic data)."""
+import math
+
+import mlflow
+import pandas as pd
+import pytest
+import torch
+
+from benchmarks import evaluation, sensitivity
+from benchmarks.classifiers import CLASSIFIERS
+from dcgan_ref.errors import UserError
+from dcgan_ref.features import layer_columns, pooled_features
+from dcgan_ref.models import build_gan
+
+
+def _argv(data, tmp_path, *extra):
+    return ["--preset", "smoke", "--data", str(data), "--out", str(tmp_path / "runs"),
+            "--results-dir", str(tmp_path / "results"), *extra]
+
+
+def test_every_knob_gets_a_row_with_its_difference_and_the_default_band(tiny_folder, tmp_path):
+    rows = sensitivity.main(_argv(tiny_folder, tmp_path, "--extractor", "random-d", "--split-seeds", "2",
+                                  "--cv-folds", "2", "--encoding-pair", f"{tiny_folder},{tiny_folder}"))
+    df = pd.DataFrame(rows)
+    assert set(df["knob"]) == {"default", *sensitivity.KNOBS}
+    default = df[df["default"] == True]  # noqa: E712
+    assert len(default) == 2 and default["diff"].isna().all() and default["band"].notna().all()
+    measured = df[(df["metric"] != "") & ~df["default"].astype(bool) & (df["knob"] != "encoding")]
+    for _, r in measured.iterrows():  # diff is the setting's value minus the default's, same metric
+        base = float(default[default["metric"] == r["metric"]]["value"].iloc[0])
+        assert math.isclose(r["diff"], r["value"] - base, abs_tol=2e-3)
+    layers = df[(df["knob"] == "layers") & (df["metric"] == "test_accuracy")]
+    assert set(layers["feature_dim"]) == {16 * 256, 16 * (128 + 256), 16 * 64, 16 * 128}  # svhn32: 64, 128, 256
+    pooling = df[(df["knob"] == "pooling") & (df["metric"] == "test_accuracy")].set_index("setting")["feature_dim"]
+    assert pooling["global max"] == 448 and pooling["2x2 max"] == 4 * 448
+    test_choice = df[df["setting"].str.contains("NOT a valid")]
+    assert len(test_choice) == 2 and (test_choice["diff"] >= 0).all()  # the best test score can only flatter
+    # The same images on both sides of the encoding pair give the same result.
+    enc = df[(df["knob"] == "encoding") & (df["metric"] == "test_accuracy")]
+    assert len(enc) == 2 and enc["value"].nunique() == 1
+    skipped = df[df["metric"] == ""]
+    assert set(skipped["knob"]) == {"batchnorm", "GAN length"}  # random D: no GAN data; one length
+    md = (tmp_path / "results" / "sensitivity.md").read_text()
+    assert "Largest effects" in md and "NOT a valid protocol" in md and "random-init D (svhn32)" in md
+    runs = mlflow.search_runs(experiment_names=["sensitivity"])
+    assert set(runs["status"]) == {"FINISHED"} and len(runs) == 1 + len(df[df["metric"] != ""]) // 2 - 1
+
+
+def test_a_rerun_replaces_its_own_rows_only(tiny_folder, tmp_path):
+    for extractor in ("pixels", "pixels", "random-d"):
+        sensitivity.main(_argv(tiny_folder, tmp_path, "--extractor", extractor, "--knobs", "scaling",
+                               "--split-seeds", "2"))
+    df = pd.read_csv(tmp_path / "results" / "sensitivity.csv")
+    per = df.groupby("extractor").size()
+    assert per["pixels"] == per["random-init D (svhn32)"] == 2 + 3 * 2 + 2  # default, 3 scalings, test choice
+    from benchmarks.report import write_report
+    report = write_report(tmp_path / "results").read_text()
+    assert "## Sensitivity to the unstated choices" in report and "largest effects" in report
+    assert (tmp_path / "results" / "report" / "sensitivity_1.png").stat().st_size > 0  # one chart per extractor
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["--extractor", "pixels,random-d"], "takes one extractor"),
+    (["--extractor", "dcgan"], "train it with the CIFAR-10 probe first"),
+    (["--extractor", "pixels", "--knobs", "colour"], "unknown knob"),
+    (["--extractor", "pixels", "--encoding-pair", "only-one"], "give two data specs"),
+    (["--extractor", "pixels", "--bn-mode", "batch"], "one of the knob's settings"),
+])
+def test_bad_options_are_one_line_errors(tiny_folder, tmp_path, argv, message):
+    with pytest.raises(UserError, match=message):
+        sensitivity.main(_argv(tiny_folder, tmp_path, *argv))
+
+
+def test_pooling_and_layer_columns_match_the_paper_features():
+    torch.manual_seed(0)
+    d = build_gan("svhn32", 0)[1].eval()
+    images = torch.randint(0, 256, (6, 3, 32, 32), dtype=torch.uint8)
+    full = pooled_features(d, images)
+    maps = d.features(images.float() / 127.5 - 1)
+    last = torch.nn.functional.adaptive_max_pool2d(maps[-1], 4).flatten(1)
+    assert torch.allclose(full[:, layer_columns(d.arch.widths, (2,))], last, atol=1e-6)
+    avg = pooled_features(d, images, pool="avg", grid=1)
+    assert torch.allclose(avg, torch.cat([m.mean((2, 3)) for m in maps], 1), atol=1e-5)
+    with pytest.raises(ValueError, match="pool must be one of"):
+        pooled_features(d, images, pool="median")
+    with pytest.raises(ValueError, match="non-empty subset"):
+        layer_columns(d.arch.widths, (3,))
+
+
+def test_scalings_do_what_they_say():
+    x = torch.tensor([[3.0, 0.0, 1.0], [1.0, 0.0, 1.001], [2.0, 0.0, 0.999]])
+    std = evaluation.SCALINGS["standardise"](x).apply_(x.clone())
+    assert torch.allclose(std.std(0, unbiased=False)[0], torch.tensor(1.0)) and (std[:, 1] == 0).all()
+    coates = evaluation.SCALINGS["coates"](x).apply_(x.clone())
+    assert coates[:, 2].abs().max() < 0.02 < std[:, 2].abs().max()  # a near-constant feature stays small
+    l2 = evaluation.SCALINGS["l2"](x).apply_(x.clone())
+    assert torch.allclose(l2.norm(dim=1), torch.ones(3))
+
+
+def test_cross_validation_choice_and_test_scores_never_feed_the_choice():
+    g = torch.Generator().manual_seed(0)
+    y = torch.arange(200) % 2
+    x = torch.randn(200, 5, generator=g) + 1.5 * y[:, None].float()
+    clf = CLASSIFIERS["svm"](2)
+    scores = evaluation.cv_scores(clf, x, y, [1e-4, 1e-1], folds=4, seed=0)
+    assert scores[1e-1] > scores[1e-4] - 1e-9 and all(50 <= v <= 100 for v in scores.values())
+    x_test, y_test = x[:50], 1 - y[:50]  # test labels flipped: the best test C must not be chosen
+    ev = evaluation.full_data_eval(clf, x, y, x_test, y_test, slice(150, 200), slice(0, 150), [1e-4, 1e-1],
+                                   test_every=True)
+    assert set(ev.test_by_hyper) == {1e-4, 1e-1} and ev.test_accuracy == ev.test_by_hyper[ev.chosen]
+    assert ev.test_by_hyper[ev.chosen] <= max(ev.test_by_hyper.values())
+
+
+@pytest.mark.parametrize("name", ["hinge", "logistic"])
+def test_the_other_losses_classify_separable_data(name):
+    g = torch.Generator().manual_seed(1)
+    y = torch.arange(300) % 3
+    x = torch.randn(300, 4, generator=g) * 0.3 + torch.eye(3, 4)[y] * 3
+    predictors = CLASSIFIERS[name](3).sweep(x, y, [1.0])
+    assert (predictors[1.0](x) == y).float().mean() > 0.97
