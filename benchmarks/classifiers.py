@@ -21,8 +21,10 @@ class Classifier(Protocol):
     hyper: str        # the hyperparameter chosen on validation
     preset_grid: str  # the Preset field holding its grid
 
-    def sweep(self, x: torch.Tensor, y: torch.Tensor, grid: Sequence[Any]) -> dict[Any, Predictor]:
-        """One fitted predictor per grid value (warm-started where that helps)."""
+    def sweep(self, x: torch.Tensor, y: torch.Tensor, grid: Sequence[Any],
+              until: Callable[[Any, Predictor], bool] | None = None) -> dict[Any, Predictor]:
+        """One fitted predictor per grid value (warm-started where that helps), in the
+        grid's order; ``until(value, predictor)`` returning True ends the sweep early."""
 
     def diagnostics(self) -> list[dict[str, Any]]:
         """One record per fit since construction (solver convergence etc.)."""
@@ -35,7 +37,7 @@ class L2SVMClassifier:
         self.n_classes, self.backend, self.log, self.quiet_below_s = n_classes, backend, log, quiet_below_s
         self._fits: list[dict[str, Any]] = []
 
-    def sweep(self, x, y, grid):
+    def sweep(self, x, y, grid, until=None):
         models, prev = {}, None
         # The preconditioner's subspace depends on x alone: computed once, shared by every C.
         t0 = time.perf_counter()
@@ -56,6 +58,8 @@ class L2SVMClassifier:
                          f"{prev.n_passes} passes, gap {prev.rel_gap:.1e}, {seconds:.1f} s "
                          f"({fit['read_gbps']:.1f} GB/s of feature reads)")
             models[c] = prev.predict
+            if until is not None and until(c, prev.predict):
+                break
         return models
 
     def diagnostics(self):
@@ -74,7 +78,7 @@ class _SklearnLinear:
     def _model(self, c: float):
         raise NotImplementedError
 
-    def sweep(self, x, y, grid):
+    def sweep(self, x, y, grid, until=None):
         import numpy as np
 
         xn, yn = x.detach().cpu().numpy(), y.cpu().numpy().astype(np.int64)
@@ -91,6 +95,8 @@ class _SklearnLinear:
             if len(classes) == 2:  # scikit-learn fits one score for two classes
                 weight, bias = torch.cat([-weight, weight]), torch.cat([-bias, bias])
             models[c] = lambda q, w=weight, b=bias, k=classes: k[torch.addmm(b, q.float(), w.T).argmax(1)]
+            if until is not None and until(c, models[c]):
+                break
         return models
 
     def diagnostics(self):
@@ -121,7 +127,7 @@ class KNNClassifier:
     def __init__(self, n_classes: int) -> None:
         self.n_classes = n_classes
 
-    def sweep(self, x, y, grid):
+    def sweep(self, x, y, grid, until=None):  # one search serves every k: nothing to stop early, until unused
         """Predictors for every k from ONE neighbour search per query set (cached on the query)."""
         k_max, cache = max(grid), {}
 

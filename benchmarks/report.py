@@ -19,6 +19,7 @@ from tabulate import tabulate
 
 from benchmarks.paper import paper_value
 from benchmarks.results import METRIC_NAMES, RESULTS_DIR, format_value
+from benchmarks.sensitivity import top_knobs
 
 matplotlib.use("Agg")  # files only, no display
 import matplotlib.pyplot as plt  # noqa: E402  (after the backend is chosen)
@@ -155,8 +156,6 @@ def sensitivity_chart(group: pd.DataFrame, title: str, path: Path) -> Path:
 
 
 def _sensitivity(results_dir: Path, charts: Path) -> list[str]:
-    from benchmarks.sensitivity import top_knobs
-
     path = results_dir / "sensitivity.csv"
     if not path.exists():
         return ["_No sensitivity run yet: `nox -s sensitivity -- --extractor ...`._\n"]

@@ -47,7 +47,7 @@ class _SpyClassifier:
     def __init__(self, answers):
         self.answers, self.fits = answers, []
 
-    def sweep(self, x, y, grid):
+    def sweep(self, x, y, grid, until=None):  # fits every value at once, like KNN: until unused
         self.fits.append(len(x))
         return {h: self.answers[h] for h in grid}
 
@@ -96,3 +96,37 @@ def test_label_draws_report_mean_and_std_over_draws():
     assert ev.test_accuracy == pytest.approx(accs.mean().item())
     assert ev.test_std == pytest.approx(accs.std().item())
     assert ev.test_accuracy > 90  # well-separated clusters
+
+
+def test_the_all_labels_sweep_stops_only_after_validation_clearly_falls():
+    """A scripted classifier: validation accuracy per C is known, so where the sweep stops is too."""
+    from benchmarks import evaluation
+
+    curve = {1: 50.0, 2: 60.0, 3: 70.0, 4: 69.8, 5: 65.0, 6: 64.0, 7: 80.0}  # 7 is never reached
+
+    class Scripted:
+        name, hyper = "scripted", "C"
+
+        def __init__(self):
+            self.fitted = []
+
+        def sweep(self, x, y, grid, until=None):
+            out = {}
+            for c in grid:
+                self.fitted.append(c)
+                # predicts the true label for the first curve[c]% of the 100 validation rows
+                out[c] = lambda q, c=c: torch.where(torch.arange(len(q)) < curve[c], q[:, 0].long(), -1)
+                if until is not None and until(c, out[c]):
+                    break
+            return out
+
+        def diagnostics(self):
+            return []
+
+    y = torch.arange(200) % 2
+    x = y[:, None].float().repeat(1, 3)
+    clf = Scripted()
+    ev = evaluation.full_data_eval(clf, x, y, x[:10], y[:10], slice(100, 200), slice(0, 100), list(curve))
+    # 4 is within 0.5 of the best (70): not a decline; 5 and 6 are: stop after 6.
+    assert clf.fitted[:6] == [1, 2, 3, 4, 5, 6] and 7 not in clf.fitted
+    assert ev.chosen == 3 and list(ev.val_scores) == [1, 2, 3, 4, 5, 6]
