@@ -213,7 +213,7 @@ def encoding_outcome(run: RunContext, setting: Setting, name: str, log) -> tuple
     out = evaluate(other, data, dataclasses.replace(setting, data=None), raw, extractor)
     out.notes = "; ".join(n for n in (f"{len(data.train):,} train / {len(data.test):,} test images of {setting.data}, "
                                       f"{per_class} labels/class", out.notes) if n)
-    out.extra["data_sha256"] = data.train.sha256
+    out.extra.update(data_sha256=data.train.sha256, per_class=per_class)
     return out, data
 
 
@@ -263,7 +263,9 @@ def make_rows(outcomes: list[Outcome], skipped: list[Skipped], split_accs: list[
             rows.append(row("encoding", o.setting.name, False, "test_accuracy", o.full.test_accuracy, None,
                             jpeg.full.test_accuracy if o is not jpeg else None, None, o.full.chosen, o.feature_dim,
                             o.seconds, o.notes + ("; difference: against the JPEG side" if o is not jpeg else "")))
-            rows.append(row("encoding", o.setting.name, False, draws_metric, o.draws.test_accuracy, o.draws.test_std,
+            # The pair's own draw size (a slice may hold fewer labels per class): named so, never the probe's.
+            rows.append(row("encoding", o.setting.name, False, f"test_accuracy_{o.extra['per_class']}pc",
+                            o.draws.test_accuracy, o.draws.test_std,
                             jpeg.draws.test_accuracy if o is not jpeg else None, None, o.draws.chosen,
                             o.feature_dim, o.seconds, o.notes))
     for s in skipped:
@@ -433,7 +435,8 @@ def main(argv: list[str] | None = None, log=print) -> list[dict[str, Any]]:
                 out = evaluate(run, data, s, raw, ex, test_every=s.default)
                 outcomes.append(out)
             log(f"  {s.knob}: {s.name}: all labels {out.full.test_accuracy:.2f}% (C {out.full.chosen:g}), "
-                f"{run.per_class}/class {out.draws.test_accuracy:.2f} ± {out.draws.test_std:.2f}% in "
+                f"{out.extra.get('per_class', run.per_class)}/class {out.draws.test_accuracy:.2f} ± "
+                f"{out.draws.test_std:.2f}% in "
                 f"{out.seconds:.0f} s")
             with mlflow.start_run(run_name=f"{s.knob}: {s.name}", nested=True):
                 mlflow.log_params({"knob": s.knob, "setting": s.name, "C_all": out.full.chosen,

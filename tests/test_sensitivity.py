@@ -39,6 +39,8 @@ def test_every_knob_gets_a_row_with_its_difference_and_the_default_band(tiny_fol
     # The same images on both sides of the encoding pair give the same result.
     enc = df[(df["knob"] == "encoding") & (df["metric"] == "test_accuracy")]
     assert len(enc) == 2 and enc["value"].nunique() == 1
+    enc_draws = df[(df["knob"] == "encoding") & (df["metric"] != "test_accuracy")]
+    assert set(enc_draws["metric"]) == {"test_accuracy_10pc"}  # the pair's own draw size, named so
     skipped = df[df["metric"] == ""]
     assert set(skipped["knob"]) == {"batchnorm", "GAN length"}  # random D: no GAN data; one length
     md = (tmp_path / "results" / "sensitivity.md").read_text()
