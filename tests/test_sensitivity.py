@@ -121,3 +121,21 @@ def test_the_other_losses_classify_separable_data(name):
     x = torch.randn(300, 4, generator=g) * 0.3 + torch.eye(3, 4)[y] * 3
     predictors = CLASSIFIERS[name](3).sweep(x, y, [1.0])
     assert (predictors[1.0](x) == y).float().mean() > 0.97
+
+
+def test_the_hinge_solver_reaches_liblinears_optimum():
+    """Parity with scikit-learn's LinearSVC(loss="hinge") solved to tight tolerance."""
+    from sklearn.svm import LinearSVC
+
+    from benchmarks.hinge import fit_hinge, hinge_objective
+    g = torch.Generator().manual_seed(0)
+    y = torch.arange(400) % 4
+    x = torch.randn(400, 30, generator=g) + 0.8 * torch.randn(4, 30, generator=g)[y]
+    for C in (1e-2, 1.0):
+        W, _ = fit_hinge(x, y, C, 4)
+        ref = LinearSVC(loss="hinge", dual=True, C=C, tol=1e-10, max_iter=1_000_000).fit(x.double().numpy(), y.numpy())
+        W_ref = torch.cat([torch.from_numpy(ref.coef_), torch.from_numpy(ref.intercept_)[:, None]], 1)
+        ours, theirs = hinge_objective(W, x, y, C, 4), hinge_objective(W_ref, x, y, C, 4)
+        assert ((ours - theirs) / theirs).abs().max() < 1e-3
+        pred = (x.double() @ W[:, :-1].T + W[:, -1]).argmax(1)
+        assert (pred == torch.from_numpy(ref.predict(x.double().numpy()))).float().mean() > 0.99
