@@ -15,7 +15,9 @@ standard error of the draws' mean.  A difference counts as beyond noise when it 
 twice the band (for the draws' mean, twice the standard error of a difference of two means).
 
 Rows go to ``results/sensitivity.{csv,md}`` with their provenance (and MLflow, experiment
-``sensitivity``); a run replaces only its own extractor/preset/data rows.
+``sensitivity``); a run replaces only the rows it measured again (same extractor, preset,
+data, knob, setting and metric), so the knobs of a long paper-scale table can be run in
+several invocations.
 """
 from __future__ import annotations
 
@@ -329,9 +331,9 @@ def write_rows(rows: list[dict[str, Any]], results_dir: Path) -> tuple[Path, Pat
         old = pd.read_csv(csv_path) if csv_path.exists() else pd.DataFrame(columns=CSV_COLUMNS)
         if len(old):
             keys = set(map(tuple, new[KEY].astype(str).values))
+            # Row by row: a run with other --knobs adds to the table (the default is the same
+            # deterministic computation in every run, so the differences stay comparable).
             old = old[[tuple(k) not in keys for k in old[KEY].astype(str).values]]
-            old = old[~old[["extractor", "preset", "data_sha256"]].astype(str).apply(tuple, axis=1).isin(
-                set(new[["extractor", "preset", "data_sha256"]].astype(str).apply(tuple, axis=1)))]
         merged = pd.concat([f for f in (old, new) if len(f)], ignore_index=True)[CSV_COLUMNS]
         _write_atomic(csv_path, merged.to_csv(index=False))
         _write_atomic(md_path, render_markdown(merged))

@@ -50,12 +50,14 @@ def test_every_knob_gets_a_row_with_its_difference_and_the_default_band(tiny_fol
 
 
 def test_a_rerun_replaces_its_own_rows_only(tiny_folder, tmp_path):
-    for extractor in ("pixels", "pixels", "random-d"):
-        sensitivity.main(_argv(tiny_folder, tmp_path, "--extractor", extractor, "--knobs", "scaling",
+    for extractor, knobs in (("pixels", "scaling"), ("pixels", "scaling"), ("random-d", "scaling"),
+                             ("random-d", "pooling")):
+        sensitivity.main(_argv(tiny_folder, tmp_path, "--extractor", extractor, "--knobs", knobs,
                                "--split-seeds", "2"))
     df = pd.read_csv(tmp_path / "results" / "sensitivity.csv")
     per = df.groupby("extractor").size()
-    assert per["pixels"] == per["random-init D (svhn32)"] == 2 + 3 * 2 + 2  # default, 3 scalings, test choice
+    assert per["pixels"] == 2 + 3 * 2 + 2  # default, 3 scalings, test choice: the rerun replaced its rows
+    assert per["random-init D (svhn32)"] == 2 + 3 * 2 + 3 * 2 + 2  # a run with another knob added its rows
     from benchmarks.report import write_report
     report = write_report(tmp_path / "results").read_text()
     assert "## Sensitivity to the unstated choices" in report and "largest effects" in report
