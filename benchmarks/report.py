@@ -132,20 +132,22 @@ def sensitivity_chart(group: pd.DataFrame, title: str, path: Path) -> Path:
     g = group[group["diff"].notna()]
     labels = [f"{k}: {s}"[:70] for k, s in dict.fromkeys(zip(g["knob"], g["setting"]))]
     metrics = list(dict.fromkeys(g["metric"]))
-    fig, ax = plt.subplots(figsize=(8, 0.32 * len(labels) + 1.6))
+    fig, ax = plt.subplots(figsize=(9, 0.32 * len(labels) + 1.6))
     height = 0.8 / max(len(metrics), 1)
     for i, metric in enumerate(metrics):
         m = g[g["metric"] == metric].set_index(["knob", "setting"])["diff"]
         ys = [j + i * height for j in range(len(labels))]
         values = [float(m.get(key, math.nan)) for key in dict.fromkeys(zip(g["knob"], g["setting"]))]
-        ax.barh(ys, values, height, label=METRIC_NAMES.get(metric, metric))
+        per_class = re.fullmatch(r"test_accuracy_(\d+)pc", metric)
+        name = METRIC_NAMES.get(metric) or (f"{per_class.group(1)} labels/class" if per_class else metric)
+        ax.barh(ys, values, height, label=name)
         band = group[(group["metric"] == metric) & (group["default"].astype(str) == "True")]["band"]
         if len(band) and not pd.isna(band.iloc[0]):
             ax.axvspan(-2 * float(band.iloc[0]), 2 * float(band.iloc[0]), color=f"C{i}", alpha=0.08)
     ax.set_yticks([j + 0.4 - height / 2 for j in range(len(labels))], labels, fontsize=7)
     ax.invert_yaxis()
     ax.axvline(0, color="black", lw=0.6)
-    ax.set_xlabel("difference from the default (points); shaded: twice the default's band")
+    ax.set_xlabel("points against the default (shaded: twice its band)")
     ax.set_title(title, fontsize=9)
     ax.legend(fontsize=7)
     fig.tight_layout()
