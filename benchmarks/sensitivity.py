@@ -96,7 +96,7 @@ class Outcome:
 
 
 def plan(extractor, *, bn_data: str | None, encoding_pair: tuple[str, str] | None, cv_folds: int,
-         knobs: tuple[str, ...]) -> list[Setting | Skipped]:
+         knobs: tuple[str, ...], pretrained: bool) -> list[Setting | Skipped]:
     """The default, then every knob's alternatives (or why a knob cannot be measured here)."""
     out: list[Setting | Skipped] = [Setting("default", "the probe's pipeline", default=True)]
     is_d = isinstance(extractor, DCGANExtractor)
@@ -109,9 +109,8 @@ def plan(extractor, *, bn_data: str | None, encoding_pair: tuple[str, str] | Non
             if bn_data:
                 out.append(Setting(knob, "population stats over the GAN's data", bn="gan-data"))
             else:
-                why = ("a random-init D was trained on nothing" if not extractor.learns_from_data
-                       and extractor.train_cfg is None and "random" in extractor.label
-                       else "the D's training data is not on this machine: pass --bn-data <its training set>")
+                why = ("the D's training data is not on this machine: pass --bn-data <its training set>" if pretrained
+                       else "a random-init D was trained on nothing")
                 out.append(Skipped(knob, "population stats over the GAN's data", why))
             out.append(Setting(knob, "batch statistics (shuffled batches)", bn="batch"))
         elif knob == "scaling":
@@ -135,11 +134,9 @@ def plan(extractor, *, bn_data: str | None, encoding_pair: tuple[str, str] | Non
                                cv_folds=cv_folds))
             # "on the test set" comes from the default's own fits (test_every), never from a choice.
         elif knob == "GAN length":
-            out.append(Skipped(knob, "each saved epoch",
+            out.append(Skipped(knob, "each saved epoch", not_d if not is_d else
                                "this D was not trained by this run (a released or random-init D has one length); "
-                               "for a D trained here the probe logs every candidate length's validation score"
-                               if not getattr(extractor, "learns_from_data", False) else
-                               "train it with the probe first; it logs each length's validation score"))
+                               "for a D trained here the probe logs every candidate length's validation score"))
         elif knob == "encoding":
             if encoding_pair is None:
                 out.append(Skipped(knob, "lossless vs JPEG", "pass --encoding-pair <lossless data>,<the same images "
@@ -406,7 +403,8 @@ def main(argv: list[str] | None = None, log=print) -> list[dict[str, Any]]:
         raise UserError(f"{run.per_class} labels per class per draw, but a class has {int(pool.min())} training "
                         f"images outside validation; pass --per-class {int(pool.min())} or fewer")
     extractor = registry.build(name, build_context(run, data, run.out / "sensitivity" / name))
-    steps = plan(extractor, bn_data=args.bn_data, encoding_pair=pair, cv_folds=args.cv_folds, knobs=knobs)
+    steps = plan(extractor, bn_data=args.bn_data, encoding_pair=pair, cv_folds=args.cv_folds, knobs=knobs,
+                 pretrained=run.discriminator is not None)
     settings = [s for s in steps if isinstance(s, Setting)]
     skipped = [s for s in steps if isinstance(s, Skipped)]
     config = {"protocol": "sensitivity", "extractor": extractor.label, "preset": run.preset.name, "seed": run.seed,
