@@ -6,6 +6,7 @@ holds its grid.
 """
 from __future__ import annotations
 
+import math
 import time
 from typing import Any, Callable, Protocol, Sequence
 
@@ -66,68 +67,70 @@ class L2SVMClassifier:
         return list(self._fits)
 
 
-class LogisticClassifier:
+class _OtherLoss:
+    """The sensitivity table's other losses at the same features (the protocols use the
+    L2-SVM): one sweep loop, each C warm-started from the last, each fit a
+    :class:`benchmarks.svm.LinearSVM` (its ``predict`` is the predictor)."""
+    hyper, preset_grid = "C", "C_grid"
+
+    def __init__(self, n_classes: int, log=print, quiet_below_s: float = 5.0) -> None:
+        self.n_classes, self.log, self.quiet_below_s = n_classes, log, quiet_below_s
+        self._fits: list[dict[str, Any]] = []
+
+    def _fit(self, x, y, c: float, prev: svm.LinearSVM | None) -> svm.LinearSVM:
+        raise NotImplementedError
+
+    def sweep(self, x, y, grid, until=None):
+        models, prev = {}, None
+        for c in sorted(grid):
+            t0 = time.perf_counter()
+            prev = self._fit(x, y, c, prev)
+            seconds = time.perf_counter() - t0
+            self._fits.append({"C": c, "n_train": len(x), "n_iter": prev.n_iter, "converged": prev.converged,
+                               "rel_gap": float("nan"), "seconds": seconds})
+            if seconds >= self.quiet_below_s:  # a slow sweep says where it is
+                self.log(f"    {self.name} C={c:g} on {len(x):,} x {x.shape[1]:,}: {prev.n_iter} iterations, "
+                         f"{seconds:.1f} s")
+            models[c] = prev.predict
+            if until is not None and until(c, prev.predict):
+                break
+        return models
+
+    def diagnostics(self):
+        return list(self._fits)
+
+
+class HingeSVMClassifier(_OtherLoss):
+    """One-vs-rest linear SVM with the plain hinge (``benchmarks.hinge``)."""
+    name = "hinge SVM"
+
+    def _fit(self, x, y, c, prev):
+        init = None if prev is None else torch.cat([prev.weight, prev.bias[:, None]], 1).double()
+        W, n_iter = hinge.fit_hinge(x, y, c, self.n_classes, init=init)
+        return svm.LinearSVM(W[:, :-1].float().contiguous(), W[:, -1].float().contiguous(), c, n_iter=n_iter)
+
+
+class LogisticClassifier(_OtherLoss):
     """Multinomial logistic regression (scikit-learn's L-BFGS on CPU; the same per-sample C
-    convention as the SVMs), as a predictor on the features' device: the sensitivity table's
-    other loss (the protocols use the L2-SVM)."""
-    name, hyper, preset_grid = "logistic regression", "C", "C_grid"
+    convention as the SVMs)."""
+    name = "logistic regression"
 
-    def __init__(self, n_classes: int) -> None:
-        self.n_classes = n_classes
-        self._fits: list[dict[str, Any]] = []
-
-    def _model(self, c: float):
-        from sklearn.linear_model import LogisticRegression
-        return LogisticRegression(C=c, tol=1e-4, max_iter=1000)
-
-    def sweep(self, x, y, grid, until=None):
+    def _fit(self, x, y, c, prev):
         import numpy as np
+        from sklearn.linear_model import LogisticRegression
 
-        xn, yn = x.detach().cpu().numpy(), y.cpu().numpy().astype(np.int64)
-        models = {}
-        for c in sorted(grid):
-            t0 = time.perf_counter()
-            model = self._model(c).fit(xn, yn)
-            n_iter = int(np.max(model.n_iter_))
-            self._fits.append({"C": c, "n_train": len(x), "n_iter": n_iter, "converged": n_iter < model.max_iter,
-                               "rel_gap": float("nan"), "seconds": time.perf_counter() - t0})
-            weight = torch.from_numpy(np.asarray(model.coef_, dtype=np.float32)).to(x.device)
-            bias = torch.from_numpy(np.atleast_1d(np.asarray(model.intercept_, dtype=np.float32))).to(x.device)
-            classes = torch.from_numpy(model.classes_).to(x.device)
-            if len(classes) == 2:  # scikit-learn fits one score for two classes
-                weight, bias = torch.cat([-weight, weight]), torch.cat([-bias, bias])
-            models[c] = lambda q, w=weight, b=bias, k=classes: k[torch.addmm(b, q.float(), w.T).argmax(1)]
-            if until is not None and until(c, models[c]):
-                break
-        return models
-
-    def diagnostics(self):
-        return list(self._fits)
-
-
-class HingeSVMClassifier:
-    """One-vs-rest linear SVM with the plain hinge (``benchmarks.hinge``), warm-started along C."""
-    name, hyper, preset_grid = "hinge SVM", "C", "C_grid"
-
-    def __init__(self, n_classes: int) -> None:
-        self.n_classes = n_classes
-        self._fits: list[dict[str, Any]] = []
-
-    def sweep(self, x, y, grid, until=None):
-        models, W = {}, None
-        for c in sorted(grid):
-            t0 = time.perf_counter()
-            W, n_iter = hinge.fit_hinge(x, y, c, self.n_classes, init=W)
-            self._fits.append({"C": c, "n_train": len(x), "n_iter": n_iter, "converged": True,
-                               "rel_gap": float("nan"), "seconds": time.perf_counter() - t0})
-            w, b = W[:, :-1].float(), W[:, -1].float()
-            models[c] = lambda q, w=w, b=b: torch.addmm(b, q.float(), w.T).argmax(1)
-            if until is not None and until(c, models[c]):
-                break
-        return models
-
-    def diagnostics(self):
-        return list(self._fits)
+        model = LogisticRegression(C=c, tol=1e-4, max_iter=1000).fit(x.detach().cpu().numpy(), y.cpu().numpy())
+        classes = torch.from_numpy(model.classes_).long()
+        coef = torch.from_numpy(np.asarray(model.coef_, dtype=np.float32))
+        icpt = torch.from_numpy(np.atleast_1d(np.asarray(model.intercept_, dtype=np.float32)))
+        if len(classes) == 2:  # scikit-learn fits one score for two classes
+            coef, icpt = torch.cat([-coef, coef]), torch.cat([-icpt, icpt])
+        # A class absent from the labels gets no row from scikit-learn: it is never predicted.
+        weight = torch.zeros(self.n_classes, x.shape[1])
+        bias = torch.full((self.n_classes,), -math.inf)
+        weight[classes], bias[classes] = coef, icpt
+        n_iter = int(np.max(model.n_iter_))
+        return svm.LinearSVM(weight.to(x.device), bias.to(x.device), c, n_iter=n_iter, converged=n_iter < 1000)
 
 
 class KNNClassifier:

@@ -307,6 +307,33 @@ def _base_config(run: RunContext, data: ProtocolData) -> dict[str, Any]:
 
 
 # ------------------------------------------------------------------ the whole protocol
+def checked_results_dir(run: RunContext) -> Path:
+    """Where the tables go, refused now if it cannot be written (not after an hour of compute)."""
+    results_dir = run.results_dir or RESULTS_DIR
+    if run.write_results:
+        existing = next(p for p in (results_dir, *results_dir.parents) if p.exists())  # created when written
+        problem = unwritable(existing) if existing.is_dir() else f"{existing} is not a folder"
+        if problem:
+            raise UserError(f"results: {problem}; pass --results-dir <writable folder> or --no-results")
+    return results_dir
+
+
+def label_pool(data: ProtocolData) -> torch.Tensor:
+    """Training images per class outside validation: what the label-scarce draws draw from."""
+    return torch.bincount(data.train.labels[data.rest_idx], minlength=len(data.train.classes))
+
+
+def check_label_pool(run: RunContext, data: ProtocolData) -> None:
+    """The label-scarce draws need per_class labels of every class outside validation: say so
+    now, not after the extractor's fit and the all-labels evaluation."""
+    pool = label_pool(data)
+    if int(pool.min()) < run.per_class:
+        c = int(pool.argmin())
+        raise UserError(f"{run.per_class} labels per class per draw, but class {data.train.classes[c]!r} has "
+                        f"{int(pool[c])} training images outside validation; pass --per-class {int(pool.min())} "
+                        f"or fewer, or more data")
+
+
 def run_protocol(spec: ProtocolSpec, argv: list[str] | None = None, log=print) -> list[ResultRow]:
     run = parse_run(spec, argv, log)
     # Under torchrun the ranks share the feature extraction; the others wait while rank 0
@@ -321,12 +348,7 @@ def run_protocol(spec: ProtocolSpec, argv: list[str] | None = None, log=print) -
     # Everything that can fail without computing fails first, in seconds: the store the
     # runs log to, and the folder the rows go to (not after an hour of compute).
     check_tracking_store()
-    results_dir = run.results_dir or RESULTS_DIR
-    if run.write_results:
-        existing = next(p for p in (results_dir, *results_dir.parents) if p.exists())  # created when written
-        problem = unwritable(existing) if existing.is_dir() else f"{existing} is not a folder"
-        if problem:
-            raise UserError(f"results: {problem}; pass --results-dir <writable folder> or --no-results")
+    results_dir = checked_results_dir(run)
     by_extractor: dict[str, list[str]] = {}
     for name, kind in run.rows:  # one fit per extractor, however many classifiers
         by_extractor.setdefault(name, []).append(kind)
@@ -334,14 +356,7 @@ def run_protocol(spec: ProtocolSpec, argv: list[str] | None = None, log=print) -
         f"{', '.join(f'{n}+{k}' for n, k in run.rows)}{''.join(f' + {c}' for c in run.controls)}")
     t0 = time.perf_counter()
     data = load_data(run, log)
-    # The label-scarce draws need per_class labels of every class outside validation: say so
-    # now, not after the extractor's fit and the all-labels evaluation.
-    pool = torch.bincount(data.train.labels[data.rest_idx], minlength=len(data.train.classes))
-    if int(pool.min()) < run.per_class:
-        c = int(pool.argmin())
-        raise UserError(f"{run.per_class} labels per class per draw, but class {data.train.classes[c]!r} has "
-                        f"{int(pool[c])} training images outside validation; pass --per-class {int(pool.min())} "
-                        f"or fewer, or more data")
+    check_label_pool(run, data)
     keep = kept_test_rows(run, data)  # a list made for other data fails now, not after the extractor's fit
     if keep is not None:
         log(f"--exclude-near-duplicates: all-labels accuracy also without {int((~keep).sum())} of {len(keep)} "

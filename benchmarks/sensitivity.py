@@ -37,7 +37,7 @@ from tabulate import tabulate
 from baselines import registry
 from benchmarks import evaluation
 from benchmarks.classifiers import CLASSIFIERS
-from benchmarks.protocol import build_context
+from benchmarks.protocol import build_context, check_label_pool, checked_results_dir, label_pool
 from benchmarks.protocol_data import ProtocolData, load_data
 from benchmarks.results import RESULTS_DIR, _locked, _write_atomic
 from benchmarks.run_context import POSITIVE_INT, RunContext, parse_run
@@ -48,7 +48,7 @@ from dcgan_ref.errors import UserError, run_cli
 from dcgan_ref.extractor import DCGANExtractor
 from dcgan_ref.features import layer_columns
 from dcgan_ref.progress import Progress
-from dcgan_ref.tracking import check_tracking_store, provenance, tracked_run, unwritable
+from dcgan_ref.tracking import check_tracking_store, provenance, tracked_run
 
 KNOBS = ("batchnorm", "scaling", "layers", "pooling", "C choice", "GAN length", "encoding", "classifier loss")
 CSV_COLUMNS = ["extractor", "preset", "scale", "knob", "setting", "default", "metric", "value", "std", "diff",
@@ -203,8 +203,7 @@ def encoding_outcome(run: RunContext, setting: Setting, name: str, log) -> tuple
     """The default pipeline on other data (fit, extraction and all): one side of the encoding pair."""
     other = dataclasses.replace(run, data=setting.data, download=False)
     data = load_data(other, log)
-    pool = torch.bincount(data.train.labels[data.rest_idx], minlength=len(data.train.classes))
-    per_class = min(run.per_class, int(pool.min()))
+    per_class = min(run.per_class, int(label_pool(data).min()))
     other = dataclasses.replace(other, per_class=per_class)
     extractor = registry.build(name, build_context(other, data, run.out / "sensitivity" / "encoding"))
     extractor.fit(data.gan_images.to(run.device))
@@ -382,27 +381,19 @@ def main(argv: list[str] | None = None, log=print) -> list[dict[str, Any]]:
     if len(names) != 1 or run.controls:
         raise UserError(f"--extractor: the sensitivity table takes one extractor, got {', '.join(names) or 'none'}")
     name = names[0]
-    if name == "dcgan" and not run.discriminator:
-        raise UserError("--extractor dcgan trains a GAN: train it with the CIFAR-10 probe first, then pass its "
-                        "--discriminator <run>/gan/chosen.pt (or newmu-svhn:<dir>)")
     if run.bn_mode != "population":
         raise UserError("--bn-mode: the default is population statistics; batch statistics are one of the knob's "
                         "settings")
     check_tracking_store()
-    results_dir = run.results_dir or RESULTS_DIR
-    if run.write_results:
-        existing = next(p for p in (results_dir, *results_dir.parents) if p.exists())
-        problem = unwritable(existing) if existing.is_dir() else f"{existing} is not a folder"
-        if problem:
-            raise UserError(f"results: {problem}; pass --results-dir <writable folder> or --no-results")
+    results_dir = checked_results_dir(run)
     bn_images = load_split(args.bn_data, "train", download=False).images if args.bn_data else None
     t_start = time.perf_counter()
     data = load_data(run, log)
-    pool = torch.bincount(data.train.labels[data.rest_idx], minlength=len(data.train.classes))
-    if int(pool.min()) < run.per_class:
-        raise UserError(f"{run.per_class} labels per class per draw, but a class has {int(pool.min())} training "
-                        f"images outside validation; pass --per-class {int(pool.min())} or fewer")
+    check_label_pool(run, data)
     extractor = registry.build(name, build_context(run, data, run.out / "sensitivity" / name))
+    if isinstance(extractor, DCGANExtractor) and extractor.learns_from_data:
+        raise UserError(f"--extractor {name} trains a GAN: train it with the CIFAR-10 probe first, then pass its "
+                        f"--discriminator <run>/gan/chosen.pt (or newmu-svhn:<dir>)")
     steps = plan(extractor, bn_data=args.bn_data, encoding_pair=pair, cv_folds=args.cv_folds, knobs=knobs,
                  pretrained=run.discriminator is not None)
     settings = [s for s in steps if isinstance(s, Setting)]

@@ -102,18 +102,38 @@ def test_scalings_do_what_they_say():
     assert torch.allclose(l2.norm(dim=1), torch.ones(3))
 
 
-def test_cross_validation_choice_and_test_scores_never_feed_the_choice():
-    g = torch.Generator().manual_seed(0)
-    y = torch.arange(200) % 2
-    x = torch.randn(200, 5, generator=g) + 1.5 * y[:, None].float()
-    clf = CLASSIFIERS["svm"](2)
-    scores = evaluation.cv_scores(clf, x, y, [1e-4, 1e-1], folds=4, seed=0)
-    assert scores[1e-1] > scores[1e-4] - 1e-9 and all(50 <= v <= 100 for v in scores.values())
-    x_test, y_test = x[:50], 1 - y[:50]  # test labels flipped: the best test C must not be chosen
-    ev = evaluation.full_data_eval(clf, x, y, x_test, y_test, slice(150, 200), slice(0, 150), [1e-4, 1e-1],
-                                   test_every=True)
-    assert set(ev.test_by_hyper) == {1e-4, 1e-1} and ev.test_accuracy == ev.test_by_hyper[ev.chosen]
-    assert ev.test_by_hyper[ev.chosen] <= max(ev.test_by_hyper.values())
+class _Fixed:
+    """Predicts a fixed rule per hyperparameter, whatever it is fitted on."""
+    name, hyper = "fixed", "h"
+
+    def __init__(self, rules):
+        self.rules, self.fits = rules, []
+
+    def sweep(self, x, y, grid, until=None):
+        self.fits.append(len(x))
+        return {h: self.rules[h] for h in grid}
+
+    def diagnostics(self):
+        return []
+
+
+def test_cross_validation_and_test_scores_never_feed_the_choice():
+    y = torch.arange(40) % 2
+    x = y[:, None].float()  # the feature is the label on train...
+    x_test, y_test = torch.ones(10, 1), torch.zeros(10, dtype=torch.long)  # ...and lies on test
+    rules = {1: lambda q: q[:, 0].round().long(), 2: lambda q: torch.zeros(len(q), dtype=torch.long)}
+    # h=1 reads the feature: 100% on held-out train rows, 0% on test; h=2 says "0": 50%, then 100% on test.
+    clf = _Fixed(rules)
+    assert evaluation.cv_scores(clf, x, y, [1, 2], folds=4, seed=0) == {1: 100.0, 2: 50.0}
+    assert clf.fits == [30] * 4  # each fold fits on the other three quarters
+    for cv in (0, 4):
+        ev = evaluation.full_data_eval(_Fixed(rules), x, y, x_test, y_test, slice(30, 40), slice(0, 30), [1, 2],
+                                       cv_folds=cv, test_every=True)
+        assert ev.chosen == 1 and ev.test_accuracy == 0.0 and ev.test_by_hyper == {1: 0.0, 2: 100.0}
+        draws = evaluation.label_draws_eval(_Fixed(rules), x, y, x_test, y_test, slice(30, 40), torch.arange(30),
+                                            per_class=6, n_draws=2, seed=0, grid=[1, 2], cv_folds=cv,
+                                            test_every=True)
+        assert draws.chosen == 1 and draws.test_accuracy == 0.0 and draws.test_by_hyper == {1: 0.0, 2: 100.0}
 
 
 @pytest.mark.parametrize("name", ["hinge", "logistic"])
