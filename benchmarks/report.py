@@ -7,6 +7,7 @@ hand-typed values.  ``python -m benchmarks.report [--results-dir results]`` re-r
 from __future__ import annotations
 
 import argparse
+import json
 import math
 import re
 import shutil
@@ -24,6 +25,7 @@ from benchmarks.sensitivity import top_knobs
 matplotlib.use("Agg")  # files only, no display
 import matplotlib.pyplot as plt  # noqa: E402  (after the backend is chosen)
 
+GAN_FIGURES_RECORD = "gan_figures.json"  # which run the GAN figures beside it were drawn from, and their text
 TABLES = {  # protocol: (title, higher is better)
     "cifar10_probe": ("Table 1: CIFAR-10, D features + L2-SVM (accuracy %)", True),
     "svhn_1000": ("Table 2: 1,000 labels, D features + L2-SVM (test error %)", False),
@@ -96,10 +98,16 @@ def gan_figures(rows: list[dict[str, Any]], out: Path) -> list[str]:
         return ["_No DCGAN row trained by this suite yet: run the `dcgan` extractor to get its curves._\n"]
     r = trained[0]
     client = mlflow.MlflowClient()
+    drawn = out / GAN_FIGURES_RECORD
     try:
         history = {m: client.get_metric_history(r["run"], m) for m in ("loss_D", "loss_G")}
         samples = sorted(a.path for a in client.list_artifacts(r["run"], "samples"))
     except Exception as e:  # the run lives in another MLflow store than this one
+        # The store is local to a machine; the figures an earlier render drew from this run are the
+        # only copy left, so they are kept (the record says which run drew them), not dropped.
+        if drawn.exists() and json.loads(drawn.read_text()).get("run") == r["run"]:
+            return [f"_Drawn from MLflow run {r['run']} by an earlier render; this store ({type(e).__name__}) "
+                    "no longer holds the run, so they were not redrawn._\n", *json.loads(drawn.read_text())["parts"]]
         return [f"_The DCGAN run {r['run']} is not in this MLflow store ({type(e).__name__}); no curves._\n"]
     parts = []
     if any(history.values()):
@@ -124,7 +132,10 @@ def gan_figures(rows: list[dict[str, Any]], out: Path) -> list[str]:
         shutil.rmtree(out / "_download", ignore_errors=True)
         what = f"at the length chosen on validation (step {step})" if step is not None else "at the end of training"
         parts.append(f"Samples {what}, `{Path(pick).name}`:\n\n![GAN samples](report/gan_samples.png)\n")
-    return parts or ["_The DCGAN run logged no losses or samples._\n"]
+    if not parts:
+        return ["_The DCGAN run logged no losses or samples._\n"]
+    drawn.write_text(json.dumps({"run": r["run"], "parts": parts}, indent=1) + "\n")
+    return parts
 
 
 def sensitivity_chart(group: pd.DataFrame, title: str, path: Path) -> Path:

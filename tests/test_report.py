@@ -2,6 +2,8 @@
 length chosen on validation, not merely the last one."""
 from __future__ import annotations
 
+import shutil
+
 import mlflow
 import torch
 from torchvision.utils import save_image
@@ -32,3 +34,25 @@ def test_samples_are_those_of_the_chosen_length(tmp_path):
     from PIL import Image
 
     assert Image.open(out / "gan_samples.png").getpixel((0, 0)) == (0, 0, 0)  # the step-4 grid, not step 8's
+
+
+def test_figures_of_a_run_the_store_lost_are_kept_only_for_that_run(tmp_path, monkeypatch, _empty_mlflow_db):
+    mlflow.set_experiment("report-lost")
+    with mlflow.start_run() as run:
+        mlflow.log_metrics({"loss_D": 1.0, "loss_G": 2.0}, step=1)
+    row = {"what": "dcgan (svhn32) + L2-SVM", "run": run.info.run_id, "preset": "paper", "gan_data": "CIFAR-10 train",
+           "notes": ""}
+    out = tmp_path / "report"
+    out.mkdir()
+    drawn = "".join(gan_figures([row], out))
+    assert "gan_losses.png" in drawn and (out / "gan_figures.json").exists()
+
+    # Another machine's store: the run is gone, the figures drawn from it stay, said to be from that run.
+    other = tmp_path / "other.db"
+    shutil.copy(_empty_mlflow_db, other)
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{other}")
+    kept = "".join(gan_figures([row], out))
+    assert "gan_losses.png" in kept and f"Drawn from MLflow run {run.info.run_id} by an earlier render" in kept
+    # A different run's row never inherits them.
+    lost = "".join(gan_figures([dict(row, run="0" * 32)], out))
+    assert "gan_losses.png" not in lost and "not in this MLflow store" in lost
