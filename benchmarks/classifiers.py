@@ -67,9 +67,32 @@ class L2SVMClassifier:
         return list(self._fits)
 
 
+THIN_ABOVE = 1.2  # features per row above which the other losses fit on the thin factor
+
+
+class ThinFactor:
+    """``X = F Q^T`` for ``X`` (n, d) with n < d: ``Q`` (d, n) orthonormal columns, ``F`` (n, n).
+
+    Why: a linear model's scores ``X w`` and its penalty ``||w||^2`` depend on ``w`` only
+    through its part in the row space of X (the rest adds penalty and no score), so any loss
+    with an L2 penalty has its optimum at ``w = Q v``, with ``v`` the optimum on ``F`` at the
+    same C, bias unchanged (penalised or not). Same singular values, so the same solver
+    iterations, each d/n times cheaper: 7x for 4,000 label-draw rows x 28,672 features.
+    """
+
+    def __init__(self, X: torch.Tensor) -> None:
+        Q, R = torch.linalg.qr(X.detach().float().T)  # Householder: no squared condition number
+        self.Q, self.F = Q, R.T.contiguous()
+
+    def full_model(self, thin: svm.LinearSVM) -> svm.LinearSVM:
+        return svm.LinearSVM((thin.weight @ self.Q.T).contiguous(), thin.bias, thin.C, n_iter=thin.n_iter,
+                             converged=thin.converged)
+
+
 class _OtherLoss:
     """The sensitivity table's other losses at the same features (the protocols use the
-    L2-SVM): one sweep loop, each C warm-started from the last, each fit a
+    L2-SVM): one sweep loop, each C warm-started from the last, on the thin factor when
+    there are fewer rows than features (:class:`ThinFactor`), each fit a
     :class:`benchmarks.svm.LinearSVM` (its ``predict`` is the predictor)."""
     hyper, preset_grid = "C", "C_grid"
 
@@ -82,17 +105,25 @@ class _OtherLoss:
 
     def sweep(self, x, y, grid, until=None):
         models, prev = {}, None
+        t0 = time.perf_counter()
+        thin = ThinFactor(x) if x.shape[1] > THIN_ABOVE * len(x) else None
+        fx = thin.F if thin is not None else x
+        setup_s = time.perf_counter() - t0
         for c in sorted(grid):
             t0 = time.perf_counter()
-            prev = self._fit(x, y, c, prev)
+            prev = self._fit(fx, y, c, prev)  # in the thin coordinates when there are any: warm starts stay there
+            model = thin.full_model(prev) if thin is not None else prev
             seconds = time.perf_counter() - t0
-            self._fits.append({"C": c, "n_train": len(x), "n_iter": prev.n_iter, "converged": prev.converged,
-                               "rel_gap": float("nan"), "seconds": seconds})
+            self._fits.append({"C": c, "n_train": len(x), "fit_dim": fx.shape[1], "setup_s": setup_s,
+                               "n_iter": prev.n_iter, "converged": prev.converged, "rel_gap": float("nan"),
+                               "seconds": seconds})
+            setup_s = 0.0
             if seconds >= self.quiet_below_s:  # a slow sweep says where it is
-                self.log(f"    {self.name} C={c:g} on {len(x):,} x {x.shape[1]:,}: {prev.n_iter} iterations, "
-                         f"{seconds:.1f} s")
-            models[c] = prev.predict
-            if until is not None and until(c, prev.predict):
+                self.log(f"    {self.name} C={c:g} on {len(x):,} x {x.shape[1]:,}"
+                         f"{f' (as {len(x):,} x {fx.shape[1]:,})' if thin is not None else ''}: "
+                         f"{prev.n_iter} iterations, {seconds:.1f} s")
+            models[c] = model.predict
+            if until is not None and until(c, model.predict):
                 break
         return models
 

@@ -145,6 +145,38 @@ def test_the_other_losses_classify_separable_data(name):
     assert (predictors[1.0](x) == y).float().mean() > 0.97
 
 
+@pytest.mark.parametrize("name", ["hinge", "logistic"])
+def test_wide_data_is_fitted_on_its_thin_factor_to_the_same_model(name, monkeypatch):
+    """Fewer rows than features: the fit on ``F`` (X = F Q^T) mapped back by Q is the fit on X."""
+    from benchmarks import classifiers
+
+    g = torch.Generator().manual_seed(2)
+    y = torch.arange(60) % 3
+    x = torch.randn(60, 200, generator=g) + 0.5 * torch.randn(3, 200, generator=g)[y]
+    x_new = torch.randn(50, 200, generator=g)
+    thin_clf = CLASSIFIERS[name](3)
+    thin = thin_clf.sweep(x, y, [1e-3, 1.0])
+    monkeypatch.setattr(classifiers, "THIN_ABOVE", math.inf)  # the same sweep on X itself
+    full_clf = CLASSIFIERS[name](3)
+    full = full_clf.sweep(x, y, [1e-3, 1.0])
+    assert [f["fit_dim"] for f in thin_clf.diagnostics()] == [60, 60]
+    assert [f["fit_dim"] for f in full_clf.diagnostics()] == [200, 200]
+    def objective(m, c):  # each loss's own primal, on X
+        scores = m.decision_function(x).double()
+        if name == "hinge":
+            t = torch.where(y[:, None] == torch.arange(3), 1.0, -1.0).double()
+            loss = (1 - t * scores).clamp_min(0).sum() + 0.5 * m.bias.double().square().sum()
+        else:
+            loss = torch.nn.functional.cross_entropy(scores, y, reduction="sum")
+        return c * loss + 0.5 * m.weight.double().square().sum()
+
+    for c in (1e-3, 1.0):
+        a, b = thin[c].__self__, full[c].__self__
+        assert a.weight.shape == b.weight.shape == (3, 200)
+        assert abs(objective(a, c) / objective(b, c) - 1) < 1e-3  # the same optimum (to the solvers' tolerance)
+        assert (a.predict(x_new) == b.predict(x_new)).float().mean() > 0.95
+
+
 def test_the_hinge_solver_reaches_liblinears_optimum():
     """Parity with scikit-learn's LinearSVC(loss="hinge") solved to tight tolerance."""
     from sklearn.svm import LinearSVC
