@@ -23,6 +23,7 @@ from benchmarks.paper import paper_rows, paper_value
 from benchmarks.row import COLUMNS, ResultRow
 from dcgan_ref.errors import UserError
 
+INTEGER_COLUMNS = ["n_draws", "feature_dim", "k", "batch", "seed"]  # ResultRow's int fields
 KEY = ["source", "protocol", "dataset", "extractor", "classifier", "gan_data", "preset", "metric", "batch"]
 RESULTS_DIR = Path(__file__).resolve().parents[1] / "results"
 
@@ -54,7 +55,14 @@ def merge_rows(existing: pd.DataFrame, rows: Iterable[ResultRow], protocol: str)
     if len(ours) and len(new):
         ours = ours[~_keys(ours).isin(set(_keys(new)))]
     frames = [f for f in (results_frame(paper_rows(protocol)), ours, new) if len(f)]
-    return pd.concat(frames, ignore_index=True)[COLUMNS] if frames else results_frame([])
+    merged = pd.concat(frames, ignore_index=True)[COLUMNS] if frames else results_frame([])
+    # A column with blanks reads back as float: keep counts and seeds written as integers
+    # ("10", not "10.0"), so a new row never rewrites the text of the rows beside it.
+    for col in INTEGER_COLUMNS:
+        values = pd.to_numeric(merged[col], errors="coerce")
+        if values.notna().equals(merged[col].notna()) and (values.dropna() % 1 == 0).all():
+            merged[col] = values.astype("Int64")
+    return merged
 
 
 def _keys(df: pd.DataFrame) -> pd.Series:
@@ -171,12 +179,15 @@ def write_results(protocol: str, rows: list[ResultRow], results_dir: str | os.Pa
 
 
 def rerender(results_dir: str | os.PathLike | None = None) -> list[Path]:
-    """Re-render every ``<protocol>.md`` from its CSV (after a change of table layout; rows untouched)."""
+    """Re-render every ``<protocol>.csv/.md`` from its CSV (after a change of table layout; the rows'
+    values untouched)."""
     out = Path(results_dir) if results_dir else RESULTS_DIR
     written = []
     for csv_path in sorted(p for p in out.glob("*.csv") if p.stem in ("cifar10_probe", "svhn_1000")):  # protocol tables
         md_path = csv_path.with_suffix(".md")
-        _write_atomic(md_path, render_markdown(merge_rows(pd.read_csv(csv_path), [], csv_path.stem), csv_path.stem))
+        table = merge_rows(pd.read_csv(csv_path), [], csv_path.stem)  # the same rows, in today's format
+        _write_atomic(csv_path, table.to_csv(index=False))
+        _write_atomic(md_path, render_markdown(table, csv_path.stem))
         written.append(md_path)
     return written
 

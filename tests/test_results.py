@@ -85,3 +85,13 @@ def test_a_held_lock_times_out_with_a_clear_error(tmp_path):
         fcntl.flock(held, fcntl.LOCK_EX)
         with pytest.raises(UserError, match="another run has held .*cifar10_probe.lock"):
             write_results("cifar10_probe", [_row("pixels", 1.0)], tmp_path, lock_timeout_s=0.2)
+
+
+def test_a_new_row_leaves_the_text_of_the_rows_beside_it_alone(tmp_path):
+    """Blank seeds in the paper rows make the column float on reading: "0" must stay "0"."""
+    write_results("cifar10_probe", [dataclasses.replace(_row("pixels", 40.0), n_draws=10, feature_dim=3072)], tmp_path)
+    before = (tmp_path / "cifar10_probe.csv").read_text().splitlines()
+    write_results("cifar10_probe", [_row("dcgan", 50.0)], tmp_path)
+    after = (tmp_path / "cifar10_probe.csv").read_text().splitlines()
+    assert set(before) <= set(after)
+    assert any(line.startswith("ours,") and ",10,3072," in line and ",0," in line for line in after)
