@@ -76,8 +76,10 @@ class ThinFactor:
     Why: a linear model's scores ``X w`` and its penalty ``||w||^2`` depend on ``w`` only
     through its part in the row space of X (the rest adds penalty and no score), so any loss
     with an L2 penalty has its optimum at ``w = Q v``, with ``v`` the optimum on ``F`` at the
-    same C, bias unchanged (penalised or not). Same singular values, so the same solver
-    iterations, each d/n times cheaper: 7x for 4,000 label-draw rows x 28,672 features.
+    same C, bias unchanged (penalised or not). Same singular values, so about the same
+    conditioning, and each pass d/n times cheaper (7x for 4,000 label-draw rows x 28,672
+    features). L-BFGS's stopping rule is not rotation-invariant, so iteration counts differ:
+    hinge at C = 1e-4 there took 534 iterations and 17 s instead of 332 and 78 s (2 cores).
     """
 
     def __init__(self, X: torch.Tensor) -> None:
@@ -109,6 +111,8 @@ class _OtherLoss:
         thin = ThinFactor(x) if x.shape[1] > THIN_ABOVE * len(x) else None
         fx = thin.F if thin is not None else x
         setup_s = time.perf_counter() - t0
+        if thin is not None and setup_s >= self.quiet_below_s:
+            self.log(f"    {self.name}: thin factor (QR of {len(x):,} x {x.shape[1]:,}) in {setup_s:.1f} s")
         for c in sorted(grid):
             t0 = time.perf_counter()
             prev = self._fit(fx, y, c, prev)  # in the thin coordinates when there are any: warm starts stay there

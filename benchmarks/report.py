@@ -105,9 +105,10 @@ def gan_figures(rows: list[dict[str, Any]], out: Path) -> list[str]:
     except Exception as e:  # the run lives in another MLflow store than this one
         # The store is local to a machine; the figures an earlier render drew from this run are the
         # only copy left, so they are kept (the record says which run drew them), not dropped.
-        if drawn.exists() and json.loads(drawn.read_text()).get("run") == r["run"]:
+        record = json.loads(drawn.read_text()) if drawn.exists() else {}
+        if record.get("run") == r["run"]:
             return [f"_Drawn from MLflow run {r['run']} by an earlier render; this store ({type(e).__name__}) "
-                    "no longer holds the run, so they were not redrawn._\n", *json.loads(drawn.read_text())["parts"]]
+                    "no longer holds the run, so they were not redrawn._\n", *record["parts"]]
         return [f"_The DCGAN run {r['run']} is not in this MLflow store ({type(e).__name__}); no curves._\n"]
     parts = []
     if any(history.values()):

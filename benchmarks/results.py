@@ -8,6 +8,7 @@ leaves every other row as it was.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import fcntl
 import math
 import os
@@ -23,7 +24,7 @@ from benchmarks.paper import paper_rows, paper_value
 from benchmarks.row import COLUMNS, ResultRow
 from dcgan_ref.errors import UserError
 
-INTEGER_COLUMNS = ["n_draws", "feature_dim", "k", "batch", "seed"]  # ResultRow's int fields
+INTEGER_COLUMNS = [f.name for f in dataclasses.fields(ResultRow) if f.type == "int | None"]  # counts, seeds
 KEY = ["source", "protocol", "dataset", "extractor", "classifier", "gan_data", "preset", "metric", "batch"]
 RESULTS_DIR = Path(__file__).resolve().parents[1] / "results"
 

@@ -149,6 +149,7 @@ def test_the_other_losses_classify_separable_data(name):
 def test_wide_data_is_fitted_on_its_thin_factor_to_the_same_model(name, monkeypatch):
     """Fewer rows than features: the fit on ``F`` (X = F Q^T) mapped back by Q is the fit on X."""
     from benchmarks import classifiers
+    from benchmarks.hinge import hinge_objective
 
     g = torch.Generator().manual_seed(2)
     y = torch.arange(60) % 3
@@ -161,13 +162,11 @@ def test_wide_data_is_fitted_on_its_thin_factor_to_the_same_model(name, monkeypa
     full = full_clf.sweep(x, y, [1e-3, 1.0])
     assert [f["fit_dim"] for f in thin_clf.diagnostics()] == [60, 60]
     assert [f["fit_dim"] for f in full_clf.diagnostics()] == [200, 200]
+
     def objective(m, c):  # each loss's own primal, on X
-        scores = m.decision_function(x).double()
         if name == "hinge":
-            t = torch.where(y[:, None] == torch.arange(3), 1.0, -1.0).double()
-            loss = (1 - t * scores).clamp_min(0).sum() + 0.5 * m.bias.double().square().sum()
-        else:
-            loss = torch.nn.functional.cross_entropy(scores, y, reduction="sum")
+            return hinge_objective(torch.cat([m.weight, m.bias[:, None]], 1).double(), x, y, c, 3).sum()
+        loss = torch.nn.functional.cross_entropy(m.decision_function(x).double(), y, reduction="sum")
         return c * loss + 0.5 * m.weight.double().square().sum()
 
     for c in (1e-3, 1.0):
