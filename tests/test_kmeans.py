@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 import torch
 
+import baselines.kmeans as kmeans_module
 from baselines.kmeans import (
     KMeansExtractor,
     cluster_sums,
@@ -180,6 +181,16 @@ def test_transform_is_independent_of_batch_size(fitted):
     small = KMeansExtractor(k=K, n_patches=N_PATCHES, iters=ITERS, seed=SEED, batch_size=3)
     small.mean_, small.whitening_, small.centroids_ = extractor.mean_, extractor.whitening_, extractor.centroids_
     assert torch.allclose(small.transform(images), extractor.transform(images), rtol=1e-5, atol=1e-4)
+
+
+@pytest.mark.parametrize("images_per_block", [1, 3])
+def test_cache_sized_encoding_blocks_match_one_block(fitted, monkeypatch, images_per_block):
+    # 20 images in blocks of 1 or 3 (the last one short): each block's activations must
+    # land in its own images' rows, and match encoding the whole batch at once.
+    extractor, images = fitted
+    whole = extractor.transform(images)
+    monkeypatch.setattr(kmeans_module, "ENCODE_BLOCK_BYTES", images_per_block * 27 * 27 * K * 4)
+    assert torch.allclose(extractor.transform(images), whole, rtol=1e-5, atol=1e-5 * whole.abs().max().item())
 
 
 # --------------------------------------------------------------------------- behaviour
