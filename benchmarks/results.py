@@ -25,7 +25,8 @@ from benchmarks.row import COLUMNS, ResultRow
 from dcgan_ref.errors import UserError
 
 INTEGER_COLUMNS = [f.name for f in dataclasses.fields(ResultRow) if f.type == "int | None"]  # counts, seeds
-KEY = ["source", "protocol", "dataset", "extractor", "classifier", "gan_data", "preset", "metric", "batch"]
+# What a row measured; a run of another seed is another measurement and keeps its own rows.
+KEY = ["source", "protocol", "dataset", "extractor", "classifier", "gan_data", "preset", "metric", "batch", "seed"]
 RESULTS_DIR = Path(__file__).resolve().parents[1] / "results"
 
 
@@ -101,6 +102,7 @@ def _compact(df: pd.DataFrame) -> str:
         what = " + ".join(x for x in (_blank(r["extractor"]), _blank(r["classifier"])) if x)
         what += f" · {METRIC_NAMES.get(r['metric'], r['metric'])}"
         what += f" @ batch {int(r['batch'])}" if not pd.isna(r["batch"]) else ""
+        what += f" · seed {int(r['seed'])}" if not pd.isna(r["seed"]) and int(r["seed"]) != 0 else ""
         run = ", ".join(x for x in (f"commit {_blank(r['commit'])[:7]}" if _blank(r["commit"]) else "",
                                     f"run {_blank(r['mlflow_run_id'])[:8]}" if _blank(r["mlflow_run_id"]) else "") if x)
         lines.append({"what": what, "data": _blank(r["dataset"]), "preset": _blank(r["preset"]),

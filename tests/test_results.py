@@ -7,10 +7,10 @@ from benchmarks.results import COLUMNS, write_results
 from benchmarks.row import ResultRow
 
 
-def _row(extractor, value, preset="quick", metric="test_accuracy"):
+def _row(extractor, value, preset="quick", metric="test_accuracy", seed=0):
     return ResultRow(protocol="cifar10_probe", dataset="CIFAR-10 (JPEG copy)", extractor=extractor,
                      classifier="L2-SVM", gan_data="-", preset=preset, metric=metric, value=value,
-                     commit="abc1234567", device="cpu", seed=0)
+                     commit="abc1234567", device="cpu", seed=seed)
 
 
 def test_write_replaces_only_the_runs_own_rows(tmp_path):
@@ -22,6 +22,15 @@ def test_write_replaces_only_the_runs_own_rows(tmp_path):
     assert ours == {"dcgan": 50.0, "pixels": 41.0}
     paper = df[df.source == "paper"]
     assert 82.8 in paper["value"].tolist() and len(paper) == len(set(map(tuple, paper[["extractor", "metric"]].values)))
+
+
+def test_another_seed_adds_rows_and_the_same_seed_replaces_its_own(tmp_path):
+    write_results("cifar10_probe", [_row("pixels", 40.0), _row("pixels", 41.0, seed=1)], tmp_path)
+    _, md = write_results("cifar10_probe", [_row("pixels", 42.0, seed=1)], tmp_path)  # after a CSV round trip
+    df = pd.read_csv(tmp_path / "cifar10_probe.csv")
+    assert df[df.source == "ours"].set_index("seed")["value"].to_dict() == {0: 40.0, 1: 42.0}
+    compact = md.read_text().split("<details>")[0]
+    assert sum("pixels" in line and "seed 1" in line for line in compact.splitlines()) == 1
 
 
 def test_markdown_shows_paper_and_ours_with_presets(tmp_path):
