@@ -99,7 +99,8 @@ def test_scalings_do_what_they_say():
     coates = evaluation.SCALINGS["coates"](x).apply_(x.clone())
     assert coates[:, 2].abs().max() < 0.02 < std[:, 2].abs().max()  # a near-constant feature stays small
     l2 = evaluation.SCALINGS["l2"](x).apply_(x.clone())
-    assert torch.allclose(l2.norm(dim=1), torch.ones(3))
+    assert torch.allclose(l2.norm(dim=1), torch.full((3,), 3 ** 0.5))  # norm sqrt(d): the C grid's scale
+    assert torch.allclose(l2 / l2.norm(dim=1, keepdim=True), x / x.norm(dim=1, keepdim=True))  # same directions
 
 
 class _Fixed:
