@@ -302,8 +302,13 @@ def render_markdown(df: pd.DataFrame) -> str:
     for (ex, preset, sha), g in df.groupby(["extractor", "preset", "data_sha256"], sort=False, dropna=False):
         first = g.iloc[0]
         parts.append(f"## {ex} · preset {preset} · {first['dataset']}\n")
-        parts.append(f"Scale: {first['scale']}. Device {first['device']}, commit {first['commit']}, seed "
-                     f"{first['seed']}, data sha256 {str(sha)[:12]}, MLflow run {str(first['mlflow_run_id'])[:8]}.\n")
+        # The rows may come from several runs (knobs run one invocation at a time): name each.
+        runs = "; ".join(
+            f"{str(run)[:8]} (commit {str(r['commit'].iloc[0])[:7]}, {r['date'].iloc[0]}: "
+            f"{', '.join(k for k in dict.fromkeys(r['knob']) if k != 'default') or 'default'})"
+            for run, r in g.groupby("mlflow_run_id", sort=False, dropna=False))
+        parts.append(f"Scale: {first['scale']}. Device {first['device']}, seed {first['seed']}, data sha256 "
+                     f"{str(sha)[:12]}. MLflow runs: {runs}.\n")
         table = [{"knob": r["knob"], "setting": r["setting"] + (" (default)" if _true(r["default"]) else ""),
                   "metric": r["metric"], "accuracy": _num(r["value"]) + ("" if pd.isna(r["std"]) else
                                                                          f" ± {float(r['std']):.2f}"),

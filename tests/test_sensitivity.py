@@ -58,6 +58,9 @@ def test_a_rerun_replaces_its_own_rows_only(tiny_folder, tmp_path):
     per = df.groupby("extractor").size()
     assert per["pixels"] == 2 + 3 * 2 + 2  # default, 3 scalings, test choice: the rerun replaced its rows
     assert per["random-init D (svhn32)"] == 2 + 3 * 2 + 3 * 2 + 2  # a run with another knob added its rows
+    md = (tmp_path / "results" / "sensitivity.md").read_text()
+    header = next(line for line in md.split("## random-init D (svhn32)")[1].splitlines() if "MLflow runs" in line)
+    assert header.count(" (commit ") == 2 and "scaling)" in header and "pooling" in header  # each run named
     from benchmarks.report import write_report
     report = write_report(tmp_path / "results").read_text()
     assert "## Sensitivity to the unstated choices" in report and "largest effects" in report
