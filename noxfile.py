@@ -63,7 +63,12 @@ def tests(session: nox.Session) -> None:
     """
     python = _python(session)
     session.run(python, "-m", "ruff", "check", str(ROOT), external=True)  # lint is part of the tests
-    session.run(python, "-m", "pytest", *(session.posargs or ["-q"]), external=True)
+    # One test process per core, one torch thread each (pytest-xdist; the slow tests start first, see
+    # tests/conftest.py): on 2 cores the suite's many small tests no longer wait behind one another.
+    # --durations: every run (CI's included) shows its slowest tests, so a slow one is seen the day it lands.
+    session.env["OMP_NUM_THREADS"] = "1"
+    default = ["-q", "-n", "auto", "--dist", "worksteal", "--durations=15"]
+    session.run(python, "-m", "pytest", *(session.posargs or default), external=True)
 
 
 @nox.session
@@ -95,6 +100,12 @@ def throughput(session: nox.Session) -> None:
     """GPU throughput suite; on a CPU a small correctness check that writes nothing."""
     python = _python(session)
     session.run(python, "-m", "benchmarks.throughput", *session.posargs, external=True)
+
+
+@nox.session
+def gan_run(session: nox.Session) -> None:
+    """A GAN training that outlives a session: ``start`` (resumes when run again), ``status``."""
+    session.run(_python(session), "-m", "benchmarks.gan_run", *session.posargs, external=True)
 
 
 @nox.session

@@ -23,7 +23,9 @@ def dcgan(ctx: BuildContext) -> DCGANExtractor:
     if ctx.discriminator:
         pre = load_discriminator(ctx.discriminator, ctx.device)
         _check_image_size(pre.arch, ctx, f"--discriminator {ctx.discriminator}")
-        return DCGANExtractor(pre.arch, train_cfg=None, discriminator=pre.d, label=pre.label, **common)
+        extractor = DCGANExtractor(pre.arch, train_cfg=None, discriminator=pre.d, label=pre.label, **common)
+        extractor.trained_on, extractor.notes = pre.trained_on, pre.notes
+        return extractor
     _check_image_size(ctx.arch, ctx, f"--arch {ctx.arch}")
     b = ctx.batch_size
     steps = max(1, round(ctx.gan_epochs * ctx.n_fit_images / b))

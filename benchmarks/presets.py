@@ -12,6 +12,8 @@ from dataclasses import dataclass
 
 import torch
 
+from dcgan_ref.hardware import native_bf16
+
 PAPER_C_GRID = tuple(10.0 ** (e / 2) for e in range(-12, -1))  # 1e-6 .. 1e-1, half-decade steps
 # On standardised features, C >= 1e-2 is the near-hard-margin regime (train accuracy 100%
 # on 9k x 7k features) where the solver needs thousands of passes: the CPU grid stops below it.
@@ -87,4 +89,7 @@ def resolve_preset(name: str | None, device: torch.device, log=print, **override
         raise ValueError(f"unknown preset {name!r}; choose from {sorted(PRESETS)}")
     preset = PRESETS[name]
     overrides = {k: v for k, v in overrides.items() if v is not None}
+    if preset.bf16 and not native_bf16(device):  # emulated bf16 runs ~100x slower than fp32 (1 GFLOP/s)
+        log(f"preset {name}: bf16 autocast off, this {device.type} has no native bf16 kernels; training in fp32")
+        overrides["bf16"] = False
     return dataclasses.replace(preset, **overrides) if overrides else preset

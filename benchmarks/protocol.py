@@ -39,7 +39,7 @@ from benchmarks.run_context import RunContext, parse_run
 from benchmarks.spec import CIFAR10_PROBE, SVHN_1000, ProtocolSpec
 from benchmarks.splits import draw_per_class
 from benchmarks.supervised_control import evaluate_supervised
-from benchmarks.throughput.timing import device_limits
+from benchmarks.throughput.timing import describe_limits, device_limits
 from dcgan_ref.distributed import gather_rows, init_from_env, share_object
 from dcgan_ref.errors import UserError
 from dcgan_ref.tracking import check_tracking_store, provenance, tracked_run, unwritable
@@ -242,7 +242,8 @@ def record(run: RunContext, data: ProtocolData, feats: Features, kind: str, scor
         draws = ev.kind == "draws"
         rows.append(ResultRow(
             protocol=run.spec.name, dataset=data.train.description, extractor=ex.label, classifier=clf_name,
-            gan_data=data.gan_description if ex.learns_from_data else "-", preset=run.preset.name,
+            gan_data=data.gan_description if ex.learns_from_data else getattr(ex, "trained_on", "") or "-",
+            preset=run.preset.name,
             metric=s.metric, value=_stored(s.value), std=_stored(ev.test_std) if draws else None,
             n_draws=run.draws if draws else None, feature_dim=feats.train.shape[1],
             C=ev.chosen if hyper == "C" else None, k=ev.chosen if hyper == "k" else None,
@@ -268,8 +269,7 @@ def evaluate_extractor(run: RunContext, data: ProtocolData, name: str, kinds: li
     with tracked_run(run.spec.name, f"{extractor.label} [{run.preset.name}]", config, run.device) as mlflow_run:
         limits = device_limits(run.device)  # what each phase's time is measured against
         mlflow.log_metrics(limits)
-        log(f"[{extractor.label}] this device: fp32 GEMM {limits['limit_gemm_fp32_tflops']:.2f} TFLOP/s, bf16 GEMM "
-            f"{limits['limit_gemm_bf16_tflops']:.2f} TFLOP/s, memory read {limits['limit_read_gbps']:.1f} GB/s")
+        log(f"[{extractor.label}] this device: {describe_limits(limits)}")
         feats = compute_features(run, data, extractor, log)
         mlflow.log_metrics(feats.metrics)
         scored = {kind: evaluate(run, data, feats, kind, log) for kind in kinds}

@@ -9,7 +9,7 @@ import torch
 
 from benchmarks.run_context import RunContext
 from benchmarks.splits import balanced_subset, class_balanced_split
-from dcgan_ref.data import ImageSet, load_split
+from dcgan_ref.data import RESIZE_FILTER, ImageSet, load_split, resize_to
 from dcgan_ref.errors import DataError
 
 
@@ -61,6 +61,11 @@ def load_data(run: RunContext, log=print) -> ProtocolData:
     else:
         other = load_split(run.gan_data, run.gan_split, download=False)
         gan_images, gan_desc = other.images, f"{other.description} {run.gan_split}"
+        size = train.images.shape[-1]
+        if other.images.shape[-1] != size:  # Tiny-ImageNet's official 64x64 for a 32x32 protocol
+            gan_images = resize_to(other.images, size)
+            gan_desc += f", downsampled to {size}x{size} ({RESIZE_FILTER.split(' (')[0]} filter)"
+            log(f"GAN data: {other.images.shape[-1]}x{other.images.shape[-2]} -> {size}x{size}, {RESIZE_FILTER}")
     if preset.gan_images is not None and preset.gan_images < len(gan_images):
         keep = torch.randperm(len(gan_images), generator=torch.Generator().manual_seed(seed + 3))
         gan_images = gan_images[keep[: preset.gan_images]]

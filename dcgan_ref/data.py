@@ -32,7 +32,8 @@ from dcgan_ref import data_formats as formats
 from dcgan_ref.data_formats import ACCEPTED
 from dcgan_ref.errors import DataError
 
-__all__ = ["ImageSet", "DataError", "load_split", "detect_format", "default_cache_dir", "to_unit_range"]
+__all__ = ["ImageSet", "DataError", "load_split", "detect_format", "default_cache_dir", "resize_to",
+           "to_unit_range"]
 
 log = logging.getLogger(__name__)
 
@@ -42,7 +43,7 @@ DATASETS = ("cifar10", "svhn", "imagenet32")
 _FITS = {  # formats that may stand in for each `dataset` hint
     "cifar10": {"cifar10-official", "image-folder", "image-folder-archive"},
     "svhn": {"svhn-official", "image-folder", "image-folder-archive"},
-    "imagenet32": {"imagenet32", "image-folder", "image-folder-archive"},
+    "imagenet32": {"imagenet32", "tinyimagenet", "image-folder", "image-folder-archive"},
 }
 
 
@@ -254,6 +255,27 @@ def _atomic_write(path: Path, write: Callable[[IO[bytes]], object]) -> None:
     except BaseException:
         Path(handle.name).unlink(missing_ok=True)
         raise
+
+
+RESIZE_FILTER = "box (area average; for 64 -> 32 the mean of each 2x2 block, as Imagenet32 was made)"
+
+
+def resize_to(images: torch.Tensor, size: int, chunk: int = 4096) -> torch.Tensor:
+    """uint8 images (N, 3, H, W) brought down to (N, 3, size, size) with a box filter: each
+    output pixel is the mean of the input pixels it covers (``adaptive_avg_pool2d``; for an
+    integer factor, exactly PIL's BOX), rounded to the nearest integer. Chrabaszcz et al. (2017)
+    made Imagenet32 with a box filter. Smaller images are refused, never upscaled."""
+    h, w = images.shape[-2:]
+    if (h, w) == (size, size):
+        return images
+    if h < size or w < size:
+        raise DataError(f"images are {w}x{h}, smaller than the architecture's {size}x{size}; "
+                        f"they are only ever downsampled, never upscaled")
+    out = torch.empty((len(images), images.shape[1], size, size), dtype=torch.uint8)
+    for start in range(0, len(images), chunk):  # float copies of a chunk only, not of 100k images
+        part = images[start:start + chunk].float()
+        out[start:start + chunk] = torch.nn.functional.adaptive_avg_pool2d(part, size).round_().to(torch.uint8)
+    return out
 
 
 def to_unit_range(images: torch.Tensor) -> torch.Tensor:

@@ -32,6 +32,7 @@ from PIL import Image
 from torchvision.datasets import CIFAR10, SVHN
 from torchvision.datasets.utils import calculate_md5
 
+from dcgan_ref import tinyimagenet as tiny
 from dcgan_ref.errors import DataError
 
 CIFAR10_CLASSES = ("airplane", "automobile", "bird", "cat", "deer",
@@ -50,6 +51,7 @@ ACCEPTED = """accepted data sources:
   - official CIFAR-10: a folder holding cifar-10-batches-py/ or cifar-10-python.tar.gz
   - official SVHN: a folder holding train_32x32.mat, test_32x32.mat, extra_32x32.mat
   - Imagenet32: a folder holding train_data_batch_1..10 and/or val_data (pickled batches)
+  - Tiny-ImageNet-200: a folder (or archive) holding wnids.txt, train/<wnid>/images/, val/ (splits train, val)
   - an image-folder tree <root>/<split>/<class>/*.png|jpg|jpeg (or one folder down)
   - an archive of such a tree: .tar.xz, .tar.gz, .tgz, .tar or .zip"""
 
@@ -109,6 +111,9 @@ def locate(path: Path) -> Source | None:
         return Source("svhn-official", path)
     if _imagenet32_paths(path):
         return Source("imagenet32", path)
+    tiny_root = tiny.find_root(path)
+    if tiny_root is not None:
+        return Source("tinyimagenet", tiny_root)
     root = _find_tree_root(path)
     return Source("image-folder", root) if root is not None else None
 
@@ -478,24 +483,28 @@ def _archive_members(path: Path) -> Iterator[tuple[str, Callable[[], bytes]]]:
             raise tarfile.ReadError("the tar ends before its end-of-archive marker")
 
 
-def _scan_archive(path: Path, split: str) -> tuple[list[tuple[str, ...]], dict[str, bytes]]:
-    """One pass over the archive: the parts of every image and folder path (folders end
-    in ''), and the bytes of the images that may belong to `split`."""
+def _scan_archive(path: Path, split: str) -> tuple[list[tuple[str, ...]], dict[str, bytes], list[str]]:
+    """One pass over the archive: the parts of every image-folder image and folder path
+    (folders end in ''), the bytes of the images that may belong to `split` and of the text
+    files (Tiny-ImageNet's labels), and every file's name."""
     paths: list[tuple[str, ...]] = []
     blobs: dict[str, bytes] = {}
+    names: list[str] = []
     with _readable_archive(path):
         for name, read in _archive_members(path):
             parts = PurePosixPath(name).parts
-            if not parts or parts[0] == "/" or not all(_visible(p) for p in parts):
+            if not parts or parts[0] == "/" or ".." in parts or not all(_visible(p) for p in parts):
                 continue
             if name.endswith("/"):
                 if len(parts) in (2, 3):  # a class folder, possibly empty
                     paths.append((*parts, ""))
-            elif _is_image(parts[-1]) and len(parts) in (3, 4):
+                continue
+            names.append("/".join(parts))
+            if _is_image(parts[-1]) and len(parts) in (3, 4):
                 paths.append(parts)
-                if parts[-3] == split:
-                    blobs["/".join(parts)] = read()
-    return paths, blobs
+            if (_is_image(parts[-1]) and split in parts[:-1]) or parts[-1].endswith(".txt"):
+                blobs["/".join(parts)] = read()
+    return paths, blobs, names
 
 
 def _archive_tree(path: Path, paths: list[tuple[str, ...]]) -> tuple[str, Tree]:
@@ -521,10 +530,37 @@ def _archive_stem(path: Path) -> str:
 
 
 def _decode_archive(source: Source, split: str) -> Decoded:
-    paths, blobs = _scan_archive(source.path, split)
+    paths, blobs, names = _scan_archive(source.path, split)
+    tiny_prefix = tiny.archive_prefix(names)
+    if tiny_prefix is not None:
+        inside = [n[len(tiny_prefix):] for n in names if n.startswith(tiny_prefix)]
+        return _tiny_result(inside, split, f"{source.path}:{tiny_prefix}",
+                            lambda key: blobs.pop(tiny_prefix + key), lambda key: blobs[tiny_prefix + key].decode())
     prefix, tree = _archive_tree(source.path, paths)
     return _tree_result(tree, split, source.path, _archive_stem(source.path),
                         f"{source.path}:{prefix}", lambda key: blobs.pop(prefix + key))
+
+
+# ------------------------------------------------------------- Tiny-ImageNet-200
+
+def _tiny_result(names: list[str], split: str, where: str, read: Callable[[str], bytes],
+                 read_text: Callable[[str], str]) -> Decoded:
+    classes, items = tiny.split_items(names, split, read_text, where)
+    keys = [key for _, key in items]
+    images = _decode_images(keys, read, where if where.endswith(("/", ":")) else f"{where}/")
+    return Decoded(images, tiny.labels_of(items), classes, tiny.description(items, len(classes), images.shape[-1]))
+
+
+def _tiny_files(source: Source, split: str) -> list[Path]:
+    names = tiny.folder_names(source.path)
+    _, items = tiny.split_items(names, split, lambda key: (source.path / key).read_text(), source.path)
+    extra = [tiny.WNIDS] + ([tiny.VAL_ANNOTATIONS] if split == "val" else [])  # the labels are part of the split
+    return [source.path / key for key in extra] + [source.path / key for _, key in items]
+
+
+def _decode_tiny(source: Source, split: str) -> Decoded:
+    return _tiny_result(tiny.folder_names(source.path), split, str(source.path),
+                        lambda key: (source.path / key).read_bytes(), lambda key: (source.path / key).read_text())
 
 
 def _single_file(source: Source, split: str) -> list[Path]:
@@ -535,6 +571,7 @@ _READERS: dict[str, tuple[Callable[[Source, str], list[Path]], Callable[[Source,
     "cifar10-official": (_cifar_files, _decode_cifar),
     "svhn-official": (_svhn_files, _decode_svhn),
     "imagenet32": (_imagenet32_files, _decode_imagenet32),
+    "tinyimagenet": (_tiny_files, _decode_tiny),
     "image-folder": (_folder_files, _decode_folder),
     "image-folder-archive": (_single_file, _decode_archive),
 }

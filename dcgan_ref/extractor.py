@@ -48,6 +48,7 @@ class DCGANExtractor:
         self.d = (discriminator if discriminator is not None else build_gan(arch, seed)[1]).to(self.device)
         self.g = None
         self.notes = ""
+        self.trained_on = ""  # a pretrained D's training data, where known (see dcgan_ref.pretrained)
 
     @property
     def feature_dim(self) -> int:

@@ -21,6 +21,8 @@ class PretrainedD:
     arch: str
     d: Discriminator
     label: str  # how results tables name it
+    trained_on: str = ""  # what it was trained on, where the checkpoint says (a results row's gan_data)
+    notes: str = ""       # how long, in what precision, on which CPU, how the length was chosen
 
 
 def load_discriminator(spec: str, device: torch.device | str = "cpu") -> PretrainedD:
@@ -46,6 +48,13 @@ def load_discriminator(spec: str, device: torch.device | str = "cpu") -> Pretrai
         except RuntimeError as e:  # missing keys or wrong shapes
             first = str(e).splitlines()[1].strip() if len(str(e).splitlines()) > 1 else str(e)
             raise UserError(f"--discriminator {spec}: its D weights do not fit a {arch} D ({first})") from None
+        trained = state.get("trained")
+        if isinstance(trained, dict):  # written by benchmarks.gan_run: the row names its training
+            t = trained
+            notes = (f"GAN trained {t['images_seen']:,} images on {t['gan_data']}, {t['precision']}, on {t['cpu']}"
+                     + (f"; length chosen on validation: {state['chosen']}" if state.get("chosen") else ""))
+            return PretrainedD(arch, d.to(device), f"dcgan ({arch}, run {t['run']}, {t['images_seen']:,} images)",
+                               trained_on=str(t["gan_data"]), notes=notes)
         # "dcgan (svhn32, <run folder>/chosen.pt)": the architecture and which run, not a machine's path
         return PretrainedD(arch, d.to(device), f"dcgan ({arch}, {path.parent.parent.name}/{path.name})")
     raise UserError(f"--discriminator {spec!r}: expected {SPEC_PREFIX}<dir> or a checkpoint file last.pt")

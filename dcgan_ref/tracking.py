@@ -8,8 +8,6 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
-import os
-import platform
 import socket
 import subprocess
 import tempfile
@@ -20,6 +18,7 @@ from urllib.parse import urlparse
 import torch
 
 from dcgan_ref.errors import UserError
+from dcgan_ref.hardware import cpu_name
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -42,7 +41,7 @@ def git_state() -> tuple[str, bool]:
 def device_name(device: torch.device) -> str:
     if device.type == "cuda":
         return torch.cuda.get_device_name(device)
-    return f"cpu ({platform.processor() or platform.machine()}, {os.cpu_count()} cores)"
+    return f"cpu: {cpu_name()}"  # model and ISA: an AMX Xeon and an AVX2 EPYC differ 1,000x in bf16
 
 
 def provenance(device: torch.device) -> dict[str, str]:

@@ -120,13 +120,19 @@ def _mlflow_active() -> bool:
 
 def train(cfg: TrainConfig, images: torch.Tensor, out_dir: str | os.PathLike, *, device: torch.device,
           resume: bool = False,
-          on_eval: Callable[[int, Generator, Discriminator], None] | None = None,
+          on_eval: Callable[[int, Generator, Discriminator], bool | None] | None = None,
           eval_steps: frozenset[int] = frozenset(),
-          log: Callable[[str], None] = print, world: World = World()) -> TrainResult:
-    """Train G and D on uint8 images (N, 3, H, W); ``on_eval`` is called at ``eval_steps``.
+          log: Callable[[str], None] = print, world: World = World(),
+          ckpt_every_s: float | None = None,
+          on_progress: Callable[[dict], None] | None = None) -> TrainResult:
+    """Train G and D on uint8 images (N, 3, H, W); ``on_eval`` is called at ``eval_steps``
+    (after a checkpoint there) and stops the training by returning True.
 
     ``world``: under torchrun, this rank's place (see ``dcgan_ref.distributed``); every rank
     passes the same images and config, rank 0 alone writes and logs.
+    ``ckpt_every_s``: also checkpoint once this many seconds have passed since the last one
+    (checked at each log line), so a run that dies loses at most that much.
+    ``on_progress``: called at each log line with step, steps, images seen, img/s, ETA, losses.
     """
     arch = get_architecture(cfg.arch)
     shape = (3, arch.image_size, arch.image_size)
@@ -192,7 +198,8 @@ def train(cfg: TrainConfig, images: torch.Tensor, out_dir: str | os.PathLike, *,
         }, ckpt_path)
 
     if on_eval is not None and step in eval_steps and step > 0:  # resumed exactly at a candidate length:
-        on_eval(step, g, d)  # the caller may not have scored it before the interruption
+        if on_eval(step, g, d):  # the caller may not have scored it before the interruption
+            return TrainResult(g, d, step, 0.0, 0.0, (math.nan, math.nan), [])
     # After any resume: a CUDA graph captures the state it starts from.
     if cfg.schedule == "both":
         steps_by_parity = (setup.make_step(),) * 2
@@ -205,6 +212,7 @@ def train(cfg: TrainConfig, images: torch.Tensor, out_dir: str | os.PathLike, *,
     loss_sum = torch.zeros(2, device=device)
     window_start, window_steps, last = time.perf_counter(), 0, (math.nan, math.nan)
     t0, start_step = time.perf_counter(), step
+    last_ckpt = t0
     steps_per_epoch = n // b  # ResidentBatches draws full batches only: a pass over the data is n // b steps
     collapse_history: list[dict] = []
     log(f"training {cfg.arch} on {n} images, {device}, batch {b}, {cfg.steps} steps "
@@ -241,6 +249,12 @@ def train(cfg: TrainConfig, images: torch.Tensor, out_dir: str | os.PathLike, *,
 
                 mlflow.log_metrics({"loss_D": loss_d, "loss_G": loss_g, "train_img_per_s": rate}, step=step)
             last = (loss_d, loss_g)
+            if on_progress is not None and world.main:
+                on_progress({"step": step, "steps": cfg.steps, "images_seen": step * b, "img_per_s": rate,
+                             "eta_s": eta, "loss_D": loss_d, "loss_G": loss_g})
+            if ckpt_every_s is not None and now - last_ckpt >= ckpt_every_s and step % cfg.ckpt_every:
+                write_checkpoint()
+                last_ckpt = time.perf_counter()
             loss_sum.zero_()
             window_start, window_steps = time.perf_counter(), 0
         if step % steps_per_epoch == 0 or step == cfg.steps:
@@ -260,10 +274,12 @@ def train(cfg: TrainConfig, images: torch.Tensor, out_dir: str | os.PathLike, *,
                 import mlflow
 
                 mlflow.log_artifact(str(grid), "samples")
-        if step % cfg.ckpt_every == 0 or step == cfg.steps:
+        if step % cfg.ckpt_every == 0 or step == cfg.steps or step in eval_steps:
             write_checkpoint()
+            last_ckpt = time.perf_counter()
         if on_eval is not None and step in eval_steps:  # after the checkpoint: a crash in scoring loses nothing
-            on_eval(step, g, d)
+            if on_eval(step, g, d):
+                break
 
     wall = time.perf_counter() - t0
     rate = (step - start_step) * b / wall if step > start_step else 0.0

@@ -14,6 +14,15 @@ def shared_data_dir() -> Path:
     return Path(os.environ.get("DCGAN_REPRO_SHARED_DATA", REPO.parent / "shared" / "data"))
 
 
+LONGEST_FIRST = ("tests/test_regression.py", "tests/test_distributed.py")  # minutes and tens of seconds
+
+
+def pytest_collection_modifyitems(session, config, items):
+    """The longest tests first, then the other slow ones, then the rest (stable within each):
+    under ``-n`` the real-data regression and torchrun start at once, not last behind the rest."""
+    items.sort(key=lambda item: (not item.nodeid.startswith(LONGEST_FIRST), item.get_closest_marker("slow") is None))
+
+
 @pytest.fixture(scope="session")
 def shared_data() -> Path:
     path = shared_data_dir()

@@ -313,10 +313,54 @@ def test_measured_limits_count_the_work_of_what_they_time(monkeypatch):
     """The GEMM rate is 2 n^3 FLOPs over the best time, the read rate bytes over the best time."""
     from benchmarks.throughput import timing
 
-    monkeypatch.setattr(timing, "time_calls", lambda fn, **kw: [2.0, 0.5, 1.0])
-    assert timing.timed_gemm_tflops(torch.device("cpu"), n=64) == 2 * 64**3 / 0.5 / 1e12
-    assert timing.timed_read_gbps(torch.device("cpu"), mib=1) == 2**20 / 0.5 / 1e9
+    monkeypatch.setattr(timing, "time_calls", lambda fn, repeats, **kw: [0.02, 0.01, 0.03][:repeats])
+    assert timing.timed_gemm_tflops(torch.device("cpu"), n=64) == 2 * 64**3 / 0.01 / 1e12
+    assert timing.timed_read_gbps(torch.device("cpu"), mib=1) == 2**20 / 0.01 / 1e9
     monkeypatch.undo()
+    timing._device_limits.cache_clear()
     limits = timing.device_limits(torch.device("cpu"))
-    assert set(limits) == {"limit_gemm_fp32_tflops", "limit_gemm_bf16_tflops", "limit_read_gbps"}
+    assert {"limit_gemm_fp32_tflops", "limit_read_gbps"} <= set(limits)
     assert all(v > 0 for v in limits.values())
+
+
+def test_device_limits_skip_emulated_bf16_and_measure_once(monkeypatch):
+    """No bf16 figure where bf16 is not native (it would time an emulation at ~1 GFLOP/s for
+    minutes); the limits are measured once per process, whatever number of runs ask."""
+    from benchmarks.throughput import timing
+
+    dtypes = []
+    monkeypatch.setattr(timing, "timed_gemm_tflops", lambda device, dtype=torch.float32: dtypes.append(dtype) or 1.0)
+    monkeypatch.setattr(timing, "timed_read_gbps", lambda device: 10.0)
+    for native in (False, True):
+        timing._device_limits.cache_clear()
+        monkeypatch.setattr(timing, "native_bf16", lambda device: native)
+        limits = [timing.device_limits(torch.device("cpu")) for _ in range(3)][-1]
+        assert ("limit_gemm_bf16_tflops" in limits) is native
+        assert "no native bf16" in timing.describe_limits(limits) or native
+    assert dtypes == [torch.float32, torch.float32, torch.bfloat16]
+    timing._device_limits.cache_clear()
+
+
+def test_gemm_probe_is_sized_by_time_not_by_n(monkeypatch):
+    """A product that takes seconds (bf16 emulated) stops the probe at the smallest size after one
+    timed call; a fast one grows n until a call takes PROBE_CALL_S."""
+    from benchmarks.throughput import timing
+
+    calls = []
+
+    def fake(fn, *, repeats, **kw):
+        calls.append(repeats)
+        return [5.0] * repeats
+
+    monkeypatch.setattr(timing, "time_calls", fake)
+    timing.timed_gemm_tflops(torch.device("cpu"), torch.bfloat16)
+    assert calls == [1]  # the first size's one call (and its warm-up): 10 s of 5-s calls, not 40
+    seen = []
+
+    def fast(fn, *, repeats, **kw):
+        seen.append(fn().shape[0])
+        return [1e-4 * (seen[-1] / 256) ** 3] * repeats
+
+    monkeypatch.setattr(timing, "time_calls", fast)
+    timing.timed_gemm_tflops(torch.device("cpu"))
+    assert seen[0] == 256 and max(seen) > 256 and max(seen) <= 4096

@@ -1,0 +1,367 @@
+"""A GAN training that outlives a session, scored along the way: ``python -m benchmarks.gan_run``.
+
+    python -m benchmarks.gan_run start --name tiny-imagenet32 --gan-data <Tiny-ImageNet> --data <CIFAR-10> --detach
+    python -m benchmarks.gan_run status [--name tiny-imagenet32]
+
+``start`` trains ``--arch`` on ``--gan-data`` in a run folder outside the work tree
+(``$DCGAN_REPRO_CACHE/gan-runs/<name>``, else ``--run-dir``). Running the same command again
+resumes exactly from the folder's checkpoint (written atomically at least every
+``--ckpt-minutes`` of training); when the folder or its checkpoint is gone (a new machine), it
+says so in one line and starts from step 0. ``--detach`` runs it in the background with its log
+in ``<run>/train.log``; ``status`` prints the step, the images seen, img/s, the ETA and the
+validation curve. One run folder takes one trainer at a time (a lock file).
+
+The budget is counted in images seen (``--budget-images``, default 1,250,000: 25 CIFAR-10
+epochs). Every ``--eval-every`` images, D is saved (``d_<images>.pt``) and scored as the
+CIFAR-10 probe chooses a GAN's length: one 400-per-class label draw, an L2-SVM over every
+other C of the grid, accuracy on the probe's validation split (never test). Batchnorm
+statistics for that score come from a fixed ``--bn-images`` sample of the GAN data (the final
+evaluation uses all of it). Training stops early once two scores ``--plateau-images`` apart
+differ by less than ``--plateau-points``. ``chosen.pt`` is the best-scoring D so far, with what
+a results row must say about it; ``curve.csv`` holds every score.
+"""
+from __future__ import annotations
+
+import argparse
+import contextlib
+import copy
+import csv
+import dataclasses
+import datetime as dt
+import fcntl
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any, Iterator
+
+import torch
+
+from benchmarks.protocol import CIFAR10_PROBE, make_validator
+from benchmarks.protocol_data import ProtocolData, load_data
+from benchmarks.run_context import POSITIVE_FLOAT, POSITIVE_INT, RunContext, parse_run
+from dcgan_ref import checkpoint
+from dcgan_ref.data import default_cache_dir
+from dcgan_ref.errors import UserError, run_cli
+from dcgan_ref.extractor import DCGANExtractor
+from dcgan_ref.hardware import cpu_name, native_bf16
+from dcgan_ref.models import ARCHITECTURES
+from dcgan_ref.tracking import check_tracking_store, git_state, tracked_run
+from dcgan_ref.train import TrainConfig, train
+
+REPO = Path(__file__).resolve().parents[1]
+CURVE_FIELDS = ("images_seen", "step", "val_score", "score_s", "train_img_per_s", "precision", "commit", "date")
+
+
+def runs_root() -> Path:
+    return default_cache_dir() / "gan-runs"
+
+
+def run_folder(args: argparse.Namespace) -> Path:
+    return Path(args.run_dir).expanduser() if args.run_dir else runs_root() / args.name
+
+
+# ------------------------------------------------------------------ the run folder's files
+@dataclasses.dataclass
+class RunFiles:
+    root: Path
+
+    @property
+    def checkpoint(self) -> Path:
+        return self.root / "last.pt"
+
+    @property
+    def curve(self) -> Path:
+        return self.root / "curve.csv"
+
+    @property
+    def status(self) -> Path:
+        return self.root / "status.json"
+
+    @property
+    def log(self) -> Path:
+        return self.root / "train.log"
+
+    @property
+    def chosen(self) -> Path:
+        return self.root / "chosen.pt"
+
+    def snapshot(self, images_seen: int) -> Path:
+        return self.root / f"d_{images_seen:08d}.pt"
+
+    def read_curve(self) -> list[dict[str, Any]]:
+        if not self.curve.is_file():
+            return []
+        with open(self.curve, newline="") as f:
+            return [{**r, "images_seen": int(r["images_seen"]), "step": int(r["step"]),
+                     "val_score": float(r["val_score"])} for r in csv.DictReader(f)]
+
+    def write_curve(self, rows: list[dict[str, Any]]) -> None:
+        tmp = self.curve.with_suffix(".csv.tmp")
+        with open(tmp, "w", newline="") as f:
+            w = csv.DictWriter(f, CURVE_FIELDS)
+            w.writeheader()
+            w.writerows(rows)
+        os.replace(tmp, self.curve)
+
+    def write_status(self, status: dict[str, Any]) -> None:
+        tmp = self.status.with_suffix(".json.tmp")
+        tmp.write_text(json.dumps(status, indent=1))
+        os.replace(tmp, self.status)
+
+    def read_status(self) -> dict[str, Any]:
+        try:
+            return json.loads(self.status.read_text())
+        except (OSError, ValueError):
+            return {}
+
+
+@contextlib.contextmanager
+def exclusive(root: Path) -> Iterator[None]:
+    """One trainer per run folder: a second gets a clear error, not a corrupted checkpoint."""
+    root.mkdir(parents=True, exist_ok=True)
+    with open(root / "lock", "w") as f:
+        try:
+            fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise UserError(f"{root} is being trained by another process (see "
+                            f"python -m benchmarks.gan_run status --run-dir {root})") from None
+        yield
+
+
+def locked(root: Path) -> bool:
+    try:
+        with open(root / "lock", "w") as f:
+            fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            return False
+    except BlockingIOError:
+        return True
+    except OSError:
+        return False
+
+
+def plateaued(curve: list[dict[str, Any]], apart: int, points: float) -> tuple[int, int] | None:
+    """The first (earlier, later) images-seen pair about ``apart`` apart whose scores differ by
+    less than ``points``: the stopping rule. Scores fall on whole steps (124,928 images, not
+    125,000, at batch 128), so the earlier one is the score nearest to ``later - apart``, within
+    a tenth of ``apart``. None while there is none."""
+    seen = sorted(r["images_seen"] for r in curve)
+    by_images = {r["images_seen"]: r["val_score"] for r in curve}
+    for later in seen:
+        earlier = min((s for s in seen if s < later), key=lambda s: abs(later - apart - s), default=None)
+        if earlier is not None and abs(later - apart - earlier) <= apart / 10 \
+                and abs(by_images[later] - by_images[earlier]) < points:
+            return earlier, later
+    return None
+
+
+# ------------------------------------------------------------------ start
+def _probe_context(args: argparse.Namespace) -> tuple[RunContext, ProtocolData]:
+    """The CIFAR-10 probe at paper scale, as the protocol itself loads it: its validation split
+    and label draws score the D, so the score obeys the protocol's label budget."""
+    run = parse_run(CIFAR10_PROBE, ["--preset", args.preset, "--data", args.data, "--gan-data", args.gan_data,
+                                    "--arch", args.arch, "--device", "cpu", "--no-download", "--no-results",
+                                    "--seed", str(args.seed)], log=lambda *_: None)
+    return run, load_data(run)
+
+
+def _precision(args: argparse.Namespace) -> bool:
+    if args.precision == "auto":
+        return native_bf16(torch.device("cpu"))
+    if args.precision == "bf16" and not native_bf16(torch.device("cpu")):
+        raise UserError(f"--precision bf16: this CPU ({cpu_name()}) has no native bf16 kernels, where bf16 runs "
+                        f"about 100x slower than fp32; use --precision fp32")
+    return args.precision == "bf16"
+
+
+def start(args: argparse.Namespace) -> None:
+    root = run_folder(args)
+    # The run's MLflow store lives with the run (it outlives the work tree too), unless one is named.
+    os.environ.setdefault("MLFLOW_TRACKING_URI", f"sqlite:///{root.resolve() / 'mlflow.db'}")
+    if args.detach:
+        return _detach(args, root)
+    files = RunFiles(root)
+    with exclusive(root):
+        _train(args, files)
+
+
+def _detach(args: argparse.Namespace, root: Path) -> None:
+    root.mkdir(parents=True, exist_ok=True)
+    if locked(root):
+        raise UserError(f"{root} is already being trained; python -m benchmarks.gan_run status --run-dir {root}")
+    argv = [a for a in args.argv if a != "--detach"]
+    with open(RunFiles(root).log, "a") as log:
+        log.write(f"\n=== {dt.datetime.now():%Y-%m-%d %H:%M:%S} started: python -m benchmarks.gan_run "
+                  f"{' '.join(argv)}\n")
+        log.flush()
+        proc = subprocess.Popen([sys.executable, "-u", "-m", "benchmarks.gan_run", *argv], stdout=log,
+                                stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, cwd=os.getcwd(),
+                                start_new_session=True, env=os.environ | {"PYTHONPATH": str(REPO)})
+    print(f"training in the background, pid {proc.pid}; log {RunFiles(root).log}\n"
+          f"progress: python -m benchmarks.gan_run status --run-dir {root}")
+
+
+def _train(args: argparse.Namespace, files: RunFiles) -> None:
+    bf16 = _precision(args)
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    check_tracking_store()
+    if not files.checkpoint.exists():
+        if files.curve.exists():
+            files.curve.rename(files.curve.with_suffix(f".stale-{dt.datetime.now():%Y%m%d-%H%M%S}.csv"))
+        print(f"no checkpoint at {files.checkpoint}: starting from step 0")
+    run, data = _probe_context(args)
+    images = data.gan_images
+    b = args.batch_size
+    steps = args.budget_images // b
+    every = max(1, args.eval_every // b)
+    eval_steps = frozenset(range(every, steps + 1, every)) | {steps}
+    cfg = TrainConfig(arch=args.arch, steps=steps, batch_size=b, seed=args.seed, bf16=bf16, channels_last=True,
+                      log_every=args.log_every, ckpt_every=every, sample_every=every)
+    precision = "bf16 autocast" if bf16 else "fp32"
+    x, y = data.train.images, data.train.labels
+    validate = make_validator(run, data, x, y)
+    bn_sample = images[torch.randperm(len(images), generator=torch.Generator().manual_seed(args.seed + 5))
+                       [: args.bn_images]]
+    commit = git_state()[0][:7]
+    curve = files.read_curve()
+    started = dt.datetime.now().isoformat(timespec="seconds")
+    state = {"name": files.root.name, "pid": os.getpid(), "started": started, "state": "running",
+             "gan_data": data.gan_description, "arch": args.arch, "precision": precision, "cpu": cpu_name(),
+             "budget_images": steps * b, "n_gan_images": len(images), "eval_every_images": every * b,
+             "command": "python -m benchmarks.gan_run " + " ".join(args.argv)}
+    last_rate = [0.0]
+
+    def progress(p: dict[str, Any]) -> None:
+        last_rate[0] = p["img_per_s"]
+        files.write_status(state | p | {"updated": dt.datetime.now().isoformat(timespec="seconds")})
+
+    def score(step: int, g: torch.nn.Module, d: torch.nn.Module) -> bool:
+        seen = step * b
+        if not any(r["images_seen"] == seen for r in curve):
+            t0 = time.perf_counter()
+            ex = DCGANExtractor(args.arch, train_cfg=None, discriminator=copy.deepcopy(d), label="", seed=args.seed)
+            ex.fit(bn_sample)
+            value = validate(ex)
+            checkpoint.save_atomic({"config": dataclasses.asdict(cfg), "step": step, "d": d.state_dict(),
+                                    "trained": _trained(state, seen, precision)}, files.snapshot(seen))
+            curve.append({"images_seen": seen, "step": step, "val_score": round(value, 3),
+                          "score_s": round(time.perf_counter() - t0, 1), "train_img_per_s": round(last_rate[0], 1),
+                          "precision": precision, "commit": commit, "date": dt.date.today().isoformat()})
+            files.write_curve(curve)
+            best = max(curve, key=lambda r: r["val_score"])
+            checkpoint.save_atomic(checkpoint.load(files.snapshot(best["images_seen"])) | {
+                "chosen": f"best validation score {best['val_score']:.2f} of {len(curve)} scored lengths"},
+                files.chosen)
+            print(f"validation score at {seen:,} images seen (step {step}): {value:.2f}% "
+                  f"(scored in {curve[-1]['score_s']:.0f} s; best {best['val_score']:.2f} at "
+                  f"{best['images_seen']:,})", flush=True)
+            _log_curve(curve[-1])
+        stop = plateaued(curve, args.plateau_images, args.plateau_points)
+        if stop:
+            print(f"stopping: the scores at {stop[0]:,} and {stop[1]:,} images differ by less than "
+                  f"{args.plateau_points} points", flush=True)
+        return stop is not None
+
+    config = vars(args) | {"gan_data_description": data.gan_description, "precision": precision,
+                           "run_dir": str(files.root), "n_gan_images": len(images)}
+    with tracked_run("gan_run", f"{args.arch} on {data.gan_description} [{files.root.name}]", config,
+                     torch.device("cpu")):
+        try:
+            result = train(cfg, images, files.root, device=torch.device("cpu"), resume=True, on_eval=score,
+                           eval_steps=eval_steps, ckpt_every_s=args.ckpt_minutes * 60, on_progress=progress,
+                           log=lambda m: print(m, flush=True))
+        except BaseException as e:
+            files.write_status(files.read_status() | {"state": f"stopped ({type(e).__name__})",
+                                                       "updated": dt.datetime.now().isoformat(timespec="seconds")})
+            raise
+    done = "plateau" if plateaued(curve, args.plateau_images, args.plateau_points) else "budget spent"
+    files.write_status(files.read_status() | {"state": f"done ({done})", "step": result.steps,
+                                              "images_seen": result.steps * b,
+                                              "updated": dt.datetime.now().isoformat(timespec="seconds")})
+    print(f"done ({done}) at {result.steps * b:,} images; chosen D: {files.chosen}")
+
+
+def _trained(state: dict[str, Any], seen: int, precision: str) -> dict[str, Any]:
+    """What a results row says about a D of this run (read by dcgan_ref.pretrained)."""
+    return {"run": state["name"], "gan_data": state["gan_data"], "images_seen": seen, "precision": precision,
+            "cpu": state["cpu"]}
+
+
+def _log_curve(row: dict[str, Any]) -> None:
+    import mlflow
+
+    mlflow.log_metrics({"val_score": row["val_score"], "score_s": row["score_s"]}, step=row["images_seen"])
+
+
+# ------------------------------------------------------------------ status
+def status(args: argparse.Namespace) -> None:
+    roots = [run_folder(args)] if (args.run_dir or args.name) else sorted(
+        p for p in runs_root().glob("*") if p.is_dir()) if runs_root().is_dir() else []
+    if not roots:
+        raise UserError(f"no GAN runs under {runs_root()}; start one with python -m benchmarks.gan_run start")
+    for root in roots:
+        files = RunFiles(root)
+        if not root.is_dir():
+            raise UserError(f"no run folder {root}")
+        s = files.read_status()
+        alive = locked(root)
+        state = "running" if alive else (s.get("state", "not started") if s.get("state") != "running"
+                                         else "not running (stopped without a trace: killed or the machine ended)")
+        print(f"{root}: {state}")
+        if "step" in s:
+            eta = dt.timedelta(seconds=round(s["eta_s"])) if alive else "-"
+            print(f"  step {s['step']:,}/{s['steps']:,}, {s['images_seen']:,} of {s['budget_images']:,} images seen, "
+                  f"{s['img_per_s']:.1f} img/s, ETA {eta}; {s['arch']} on {s['gan_data']}, {s['precision']}, "
+                  f"{s['cpu']}; updated {s['updated']}")
+        for r in files.read_curve():
+            print(f"  validation {r['val_score']:6.2f}% at {r['images_seen']:>9,} images (step {r['step']})")
+        if files.checkpoint.exists():
+            written = dt.datetime.fromtimestamp(files.checkpoint.stat().st_mtime)
+            print(f"  checkpoint {files.checkpoint} (written {written:%Y-%m-%d %H:%M:%S})")
+        if not alive and s.get("command"):
+            print(f"  resume: {s['command']}")
+
+
+# ------------------------------------------------------------------ CLI
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="python -m benchmarks.gan_run", description=__doc__.split("\n\n")[0])
+    sub = p.add_subparsers(dest="command", required=True)
+    s = sub.add_parser("start", help="train (or resume) a GAN in its run folder")
+    s.add_argument("--name", default="default", help="run folder name under $DCGAN_REPRO_CACHE/gan-runs/")
+    s.add_argument("--run-dir", help="the run folder itself (overrides --name)")
+    s.add_argument("--gan-data", required=True, help="what the GAN trains on: a path, or 'train' (CIFAR-10's)")
+    s.add_argument("--data", required=True, help="CIFAR-10 (the probe's labelled data, for validation scores)")
+    s.add_argument("--arch", choices=sorted(ARCHITECTURES), default="imagenet32")
+    s.add_argument("--preset", default="paper", help="the probe preset whose validation split and label budget "
+                   "score the D (paper: CIFAR-10's 5,000 validation images, 400 labels per class)")
+    s.add_argument("--budget-images", type=POSITIVE_INT, default=1_250_000)
+    s.add_argument("--eval-every", type=POSITIVE_INT, default=125_000, help="images between validation scores")
+    s.add_argument("--plateau-images", type=POSITIVE_INT, default=250_000)
+    s.add_argument("--plateau-points", type=POSITIVE_FLOAT, default=0.3)
+    s.add_argument("--bn-images", type=POSITIVE_INT, default=10_000,
+                   help="GAN images whose batchnorm statistics the validation scores use")
+    s.add_argument("--batch-size", type=POSITIVE_INT, default=128)
+    s.add_argument("--precision", choices=["auto", "bf16", "fp32"], default="auto",
+                   help="auto: bf16 autocast where the CPU runs bf16 natively (AMX, AVX512-BF16), else fp32")
+    s.add_argument("--ckpt-minutes", type=POSITIVE_FLOAT, default=10.0)
+    s.add_argument("--log-every", type=POSITIVE_INT, default=20)
+    s.add_argument("--threads", type=POSITIVE_INT, help="torch threads (default: every core)")
+    s.add_argument("--seed", type=int, default=0)
+    s.add_argument("--detach", action="store_true", help="run in the background, log in <run>/train.log")
+    t = sub.add_parser("status", help="where each run stands")
+    t.add_argument("--name")
+    t.add_argument("--run-dir")
+    return p
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = build_parser().parse_args(argv)
+    args.argv = list(sys.argv[1:] if argv is None else argv)  # what resumes it: the same command
+    (start if args.command == "start" else status)(args)
+
+
+if __name__ == "__main__":
+    run_cli(main)

@@ -1,0 +1,69 @@
+"""What this machine is: the CPU's model and the instruction set that decides its speed, and
+whether a device runs bf16 natively.
+
+Two 2-core CPUs have run this project: an Intel Xeon with AMX, where a bf16 GEMM runs at
+about 1.8 TFLOP/s, and an AMD EPYC with AVX2 only, where torch has no native bf16 kernel and
+the same GEMM runs at about 1 GFLOP/s, a thousand times slower. So bf16 is used, and
+measured, only where :func:`native_bf16` says so, and every row names its CPU and ISA.
+
+``ATEN_CPU_CAPABILITY=avx2`` (with ``ONEDNN_MAX_CPU_ISA=AVX2``) makes an AMX machine run as an
+AVX2-only one; :func:`native_bf16` follows it, so the slow machine can be rehearsed on the fast one.
+"""
+from __future__ import annotations
+
+import functools
+import os
+import platform
+
+import torch
+
+# CPU flags (Linux /proc/cpuinfo) behind a native bf16 GEMM: AMX tiles, or AVX-512's bf16 dot product.
+BF16_FLAGS = ("amx_bf16", "avx512_bf16")
+
+
+@functools.cache
+def _cpuinfo() -> tuple[str, frozenset[str]]:
+    """(model name, flags) of the first processor in /proc/cpuinfo; ("", {}) where there is none."""
+    model, flags = "", frozenset()
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                key, _, value = line.partition(":")
+                key = key.strip()
+                if key == "model name" and not model:
+                    model = value.strip()
+                elif key == "flags" and not flags:
+                    flags = frozenset(value.split())
+                if model and flags:
+                    break
+    except OSError:
+        pass
+    return model or platform.processor() or platform.machine(), flags
+
+
+def cpu_isa() -> str:
+    """The vector ISA torch's CPU kernels run with, plus AMX where present: ``AVX2``,
+    ``AVX-512``, ``AVX-512 + AMX`` (an ``ATEN_CPU_CAPABILITY`` cap is what it reports)."""
+    capability = torch.backends.cpu.get_cpu_capability()  # "DEFAULT", "AVX2", "AVX512", "ZVECTOR", ...
+    isa = {"AVX512": "AVX-512", "DEFAULT": "no SIMD"}.get(capability, capability)
+    if capability == "AVX512" and "amx_bf16" in _cpuinfo()[1]:
+        isa += " + AMX"
+    return isa
+
+
+def cpu_name() -> str:
+    """``<model> (<n> cores, <ISA>)``: enough to tell this project's machines apart."""
+    return f"{_cpuinfo()[0]} ({os.cpu_count()} cores, {cpu_isa()})"
+
+
+def native_bf16(device: torch.device) -> bool:
+    """Whether ``device`` runs bf16 matrix products natively (else they are emulated, and slow).
+
+    CUDA: compute capability 8.0 or newer (tensor-core bf16). CPU: AMX or AVX512-BF16 in the
+    flags, and torch's kernels not capped below AVX-512.
+    """
+    if device.type == "cuda":
+        return torch.cuda.get_device_capability(device)[0] >= 8
+    if device.type != "cpu":
+        return False
+    return torch.backends.cpu.get_cpu_capability() == "AVX512" and any(f in _cpuinfo()[1] for f in BF16_FLAGS)

@@ -1,0 +1,91 @@
+"""The long GAN run: scores along the way, the stopping rule, resume from the run folder,
+a missing checkpoint, one trainer per folder, and the status command."""
+from __future__ import annotations
+
+import pytest
+import torch
+
+from benchmarks import gan_run
+from dcgan_ref import checkpoint
+from dcgan_ref.errors import UserError
+from dcgan_ref.pretrained import load_discriminator
+
+
+def _start(tiny_folder, run_dir, *extra):
+    # svhn32 at batch 32 on the 600 synthetic images: 4 steps = 128 images, scored every 64
+    gan_run.main(["start", "--run-dir", str(run_dir), "--gan-data", "train", "--data", str(tiny_folder),
+                  "--arch", "svhn32", "--preset", "smoke", "--batch-size", "32", "--budget-images", "128",
+                  "--eval-every", "64", "--bn-images", "64", "--log-every", "1", "--precision", "fp32", *extra])
+
+
+def test_plateau_rule_compares_scores_the_given_images_apart():
+    curve = [{"images_seen": s, "val_score": v} for s, v in ((1, 50.0), (2, 55.0), (3, 55.4), (4, 55.2))]
+    assert gan_run.plateaued(curve[:3], apart=2, points=0.3) is None  # 55.4 vs 50.0
+    assert gan_run.plateaued(curve, apart=2, points=0.3) == (2, 4)    # 55.2 vs 55.0
+    assert gan_run.plateaued(curve, apart=1, points=0.3) == (3, 4)    # 55.4 vs 55.0 is 0.4: not yet
+    assert gan_run.plateaued(curve, apart=2, points=0.1) is None
+    # this run's own curve: scores at whole steps of 128 images, 124,928 apart, not 125,000
+    real = [{"images_seen": 124_928 * k, "val_score": v} for k, v in enumerate((57.80, 59.00, 60.02, 61.20, 60.14), 1)]
+    assert gan_run.plateaued(real, apart=250_000, points=0.3) == (374_784, 624_640)  # 60.14 vs 60.02
+
+
+def test_scores_snapshots_and_the_chosen_d_with_what_a_row_needs(tiny_folder, tmp_path, capsys):
+    run = tmp_path / "run"
+    _start(tiny_folder, run)
+    curve = gan_run.RunFiles(run).read_curve()
+    assert [r["images_seen"] for r in curve] == [64, 128] and all(0 <= r["val_score"] <= 100 for r in curve)
+    best = max(curve, key=lambda r: r["val_score"])
+    chosen = checkpoint.load(run / "chosen.pt")
+    assert chosen["step"] == best["step"] and chosen["trained"]["images_seen"] == best["images_seen"]
+    assert chosen["trained"]["precision"] == "fp32" and "cores" in chosen["trained"]["cpu"]
+    pre = load_discriminator(str(run / "chosen.pt"))
+    assert pre.arch == "svhn32" and f"{best['images_seen']:,} images" in pre.label
+    assert str(tmp_path) not in pre.label  # no machine path in a table label
+    gan_run.main(["status", "--run-dir", str(run)])
+    out = capsys.readouterr().out
+    assert "done (budget spent)" in out and "128 of 128 images seen" in out and "validation" in out
+
+
+def test_an_interrupted_run_resumes_to_the_same_weights(tiny_folder, tmp_path, monkeypatch):
+    _start(tiny_folder, tmp_path / "whole")
+    real_train = gan_run.train
+
+    def dies_after_first_score(*a, on_eval, **kw):
+        def once(step, g, d):
+            on_eval(step, g, d)
+            raise KeyboardInterrupt
+        return real_train(*a, on_eval=once, **kw)
+
+    monkeypatch.setattr(gan_run, "train", dies_after_first_score)
+    with pytest.raises(KeyboardInterrupt):
+        _start(tiny_folder, tmp_path / "cut")
+    assert "stopped" in gan_run.RunFiles(tmp_path / "cut").read_status()["state"]
+    monkeypatch.setattr(gan_run, "train", real_train)
+    _start(tiny_folder, tmp_path / "cut")  # the same command resumes
+    a, b = (checkpoint.load(tmp_path / r / "last.pt") for r in ("whole", "cut"))
+    assert a["step"] == b["step"] == 4
+    for k in a["d"]:
+        assert torch.allclose(a["d"][k].float(), b["d"][k].float(), atol=1e-6), k
+    scores = [[(r["images_seen"], r["val_score"]) for r in gan_run.RunFiles(tmp_path / run).read_curve()]
+              for run in ("cut", "whole")]
+    assert scores[0] == scores[1] and len(scores[0]) == 2
+
+
+def test_a_missing_checkpoint_is_said_in_one_line_and_training_starts_again(tiny_folder, tmp_path, capsys):
+    run = tmp_path / "run"
+    _start(tiny_folder, run)
+    (run / "last.pt").unlink()
+    capsys.readouterr()
+    _start(tiny_folder, run)
+    out = capsys.readouterr().out
+    assert f"no checkpoint at {run / 'last.pt'}: starting from step 0" in out
+    assert len(gan_run.RunFiles(run).read_curve()) == 2 and list(run.glob("curve.stale-*.csv"))
+
+
+def test_one_trainer_per_run_folder(tmp_path):
+    with gan_run.exclusive(tmp_path):
+        assert gan_run.locked(tmp_path)
+        with pytest.raises(UserError, match="being trained by another process"):
+            with gan_run.exclusive(tmp_path):
+                pass
+    assert not gan_run.locked(tmp_path)
