@@ -2,6 +2,7 @@
 
     python -m benchmarks.gan_run start --name tiny-imagenet32 --gan-data <Tiny-ImageNet> --data <CIFAR-10> --detach
     python -m benchmarks.gan_run status [--name tiny-imagenet32]
+    python -m benchmarks.gan_run publish --name tiny-imagenet32   # its record into results/gan_runs/
 
 ``start`` trains ``--arch`` on ``--gan-data`` in a run folder outside the work tree
 (``$DCGAN_REPRO_CACHE/gan-runs/<name>``, else ``--run-dir``). Running the same command again
@@ -39,8 +40,10 @@ from typing import Any, Iterator
 
 import torch
 
+from benchmarks import gan_publish
 from benchmarks.protocol import CIFAR10_PROBE, make_validator
 from benchmarks.protocol_data import ProtocolData, load_data
+from benchmarks.results import RESULTS_DIR
 from benchmarks.run_context import POSITIVE_FLOAT, POSITIVE_INT, RunContext, parse_run
 from dcgan_ref import checkpoint
 from dcgan_ref.data import default_cache_dir
@@ -231,7 +234,8 @@ def _train(args: argparse.Namespace, files: RunFiles) -> None:
     state = {"name": files.root.name, "pid": os.getpid(), "started": started, "state": "running",
              "gan_data": data.gan_description, "arch": args.arch, "precision": precision, "cpu": cpu_name(),
              "budget_images": steps * b, "n_gan_images": len(images), "eval_every_images": every * b,
-             "command": "python -m benchmarks.gan_run " + " ".join(args.argv)}
+             "command": "python -m benchmarks.gan_run " + " ".join(args.argv),
+             "tracking_uri": os.environ["MLFLOW_TRACKING_URI"]}  # where its losses are (publish reads them)
     last_rate = [0.0]
 
     def progress(p: dict[str, Any]) -> None:
@@ -354,13 +358,25 @@ def build_parser() -> argparse.ArgumentParser:
     t = sub.add_parser("status", help="where each run stands")
     t.add_argument("--name")
     t.add_argument("--run-dir")
+    u = sub.add_parser("publish", help="copy a run's curve, losses and samples into results/gan_runs/<name>/ "
+                                      "(what the report draws; the run folder stays on its machine)")
+    u.add_argument("--name", default="default")
+    u.add_argument("--run-dir")
+    u.add_argument("--results-dir", default=str(RESULTS_DIR))
     return p
+
+
+def publish(args: argparse.Namespace) -> None:
+    root = run_folder(args)
+    if not root.is_dir():
+        raise UserError(f"no run folder {root}")
+    print(f"published {gan_publish.publish(RunFiles(root), Path(args.results_dir))}")
 
 
 def main(argv: list[str] | None = None) -> None:
     args = build_parser().parse_args(argv)
     args.argv = list(sys.argv[1:] if argv is None else argv)  # what resumes it: the same command
-    (start if args.command == "start" else status)(args)
+    {"start": start, "status": status, "publish": publish}[args.command](args)
 
 
 if __name__ == "__main__":

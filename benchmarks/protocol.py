@@ -15,7 +15,7 @@ import datetime as dt
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import torch
 
@@ -30,6 +30,7 @@ from benchmarks.results import (
     empty_frame,
     format_value,
     merge_rows,
+    read_results,
     render_markdown,
     results_frame,
     write_results,
@@ -307,14 +308,21 @@ def _base_config(run: RunContext, data: ProtocolData) -> dict[str, Any]:
 
 
 # ------------------------------------------------------------------ the whole protocol
-def checked_results_dir(run: RunContext) -> Path:
-    """Where the tables go, refused now if it cannot be written (not after an hour of compute)."""
+def checked_results_dir(run: RunContext, table: str | None = None,
+                        read: Callable[[Path], Any] = read_results) -> Path:
+    """Where the tables go, refused now if it cannot be written or its ``table`` (default: the
+    protocol's) cannot be read and merged into: not after an hour of compute."""
     results_dir = run.results_dir or RESULTS_DIR
     if run.write_results:
         existing = next(p for p in (results_dir, *results_dir.parents) if p.exists())  # created when written
         problem = unwritable(existing) if existing.is_dir() else f"{existing} is not a folder"
         if problem:
             raise UserError(f"results: {problem}; pass --results-dir <writable folder> or --no-results")
+        try:
+            read(results_dir / f"{table or run.spec.name}.csv")
+        except UserError as e:
+            raise UserError(f"{e} (the new rows would be merged into it: fix or move it, or pass --results-dir "
+                            f"<another folder> or --no-results)") from None
     return results_dir
 
 

@@ -18,17 +18,18 @@ import matplotlib
 import pandas as pd
 from tabulate import tabulate
 
-from benchmarks.paper import paper_value
-from benchmarks.results import METRIC_NAMES, RESULTS_DIR, format_value
-from benchmarks.sensitivity import top_knobs
+from benchmarks.paper import compare
+from benchmarks.results import METRIC_NAMES, RESULTS_DIR, format_value, read_results
+from benchmarks.sensitivity import read_sensitivity, top_knobs
+from dcgan_ref.errors import run_cli
 
 matplotlib.use("Agg")  # files only, no display
 import matplotlib.pyplot as plt  # noqa: E402  (after the backend is chosen)
 
 GAN_FIGURES_RECORD = "gan_figures.json"  # which run the GAN figures beside it were drawn from, and their text
 TABLES = {  # protocol: (title, higher is better)
-    "cifar10_probe": ("Table 1: CIFAR-10, D features + L2-SVM (accuracy %)", True),
-    "svhn_1000": ("Table 2: 1,000 labels, D features + L2-SVM (test error %)", False),
+    "cifar10_probe": ("Table 1: CIFAR-10 probe on {data}, features + L2-SVM (accuracy %)", True),
+    "svhn_1000": ("Table 2: 1,000 labels on {data}, features + L2-SVM (test error %)", False),
 }
 
 
@@ -43,10 +44,11 @@ def _latest_ours(df: pd.DataFrame) -> pd.DataFrame:
 def _rows(df: pd.DataFrame, protocol: str) -> list[dict[str, Any]]:
     out = []
     for r in _latest_ours(df).to_dict("records"):
-        ref = paper_value(protocol, r["dataset"], r["extractor"], str(r["classifier"]), r["metric"])
+        c = compare(protocol, r)
         out.append({"what": f"{r['extractor']} + {r['classifier']}",
                     "metric": METRIC_NAMES.get(r["metric"], r["metric"]), "data": r["dataset"],
-                    "ours": r["value"], "std": r["std"], "paper": ref, "preset": r["preset"],
+                    "ours": r["value"], "std": r["std"], "paper": c.paper.value if c is not None and c.like else None,
+                    "unlike": c.describe() if c is not None else "", "preset": r["preset"],
                     "device": r["device"], "date": r["date"], "commit": str(r["commit"])[:7],
                     "run": r["mlflow_run_id"], "notes": r["notes"], "data_sha256": r["data_sha256"], "seed": r["seed"],
                     "C": r["C"], "gan_data": r["gan_data"]})
@@ -55,11 +57,30 @@ def _rows(df: pd.DataFrame, protocol: str) -> list[dict[str, Any]]:
 
 
 def _table(rows: list[dict[str, Any]]) -> str:
-    lines = [{"what": r["what"], "metric": r["metric"], "ours": format_value(r["ours"], r["std"]),
+    lines = [{"what": r["what"], "metric": r["metric"], "data": r["data"],
+              "ours (± std over draws)": format_value(r["ours"], r["std"]),
               "paper": format_value(r["paper"]) if r["paper"] is not None else "",
               "difference": f"{r['ours'] - r['paper']:+.2f}" if r["paper"] is not None else "",
-              "preset": r["preset"], "device": r["device"], "date": r["date"]} for r in rows]
+              "not like for like": r["unlike"], "preset": r["preset"], "device": r["device"], "date": r["date"]}
+             for r in rows]
     return tabulate(lines, headers="keys", tablefmt="github", disable_numparse=True) + "\n"
+
+
+def _title(protocol: str, rows: list[dict[str, Any]]) -> str:
+    """The table's title, naming the data its rows ran on."""
+    data = ", ".join(dict.fromkeys(str(r["data"]) for r in rows)) or "no data yet"
+    return TABLES[protocol][0].format(data=data)
+
+
+def _absent_paper_note(protocol: str, rows: list[dict[str, Any]]) -> str:
+    """Why a table shows no paper value: said once under it, not left for the reader to guess."""
+    if any(r["paper"] is not None for r in rows):
+        return ""
+    if protocol == "svhn_1000" and not any(str(r["data"]).startswith("SVHN") for r in rows):
+        return ("No paper value is shown: the paper ran this protocol on SVHN (DCGAN 22.48% test error) and every "
+                "row here ran on other data, so none is the paper's setting.\n")
+    return ("No paper value is shown: no row here is the paper's setting (its architecture, training data and "
+            "official copy of the data); `not like for like` names each row's nearest paper row.\n")
 
 
 def bar_chart(rows: list[dict[str, Any]], title: str, path: Path) -> Path:
@@ -139,6 +160,49 @@ def gan_figures(rows: list[dict[str, Any]], out: Path) -> list[str]:
     return parts
 
 
+def gan_run_sections(results_dir: Path, charts: Path) -> list[str]:
+    """Each long GAN run published under ``results/gan_runs/<name>/`` (``gan_run publish``): its
+    validation curve, losses and samples, drawn from those committed files alone."""
+    parts = []
+    for folder in sorted(p for p in (results_dir / "gan_runs").glob("*") if (p / "curve.csv").is_file()):
+        run = json.loads((folder / "run.json").read_text()) if (folder / "run.json").exists() else {}
+        curve = pd.read_csv(folder / "curve.csv")
+        losses = pd.read_csv(folder / "losses.csv") if (folder / "losses.csv").exists() else pd.DataFrame()
+        parts.append(f"### Run `{folder.name}`: {run.get('arch', '?')} GAN on {run.get('gan_data', '?')}\n")
+        parts.append(f"State: {run.get('state', '?')}; {int(curve['images_seen'].max()):,} images seen of a "
+                     f"{int(run['budget_images']):,}-image budget; {run.get('precision', '?')} on "
+                     f"{run.get('cpu', '?')}. "
+                     f"Each score: D's features on CIFAR-10's validation split, one 400-per-class label draw, "
+                     f"L2-SVM (never the test split). Chosen length: {int(run['chosen_images_seen']):,} images "
+                     f"(validation {float(run['chosen_val_score']):.2f}%). Files: `results/gan_runs/{folder.name}/`.\n"
+                     if run.get("budget_images") and run.get("chosen_images_seen") else "")
+        table = [{"images seen": f"{int(r['images_seen']):,}", "validation %": f"{float(r['val_score']):.2f}",
+                  "train img/s": f"{float(r['train_img_per_s']):.1f}", "precision": r["precision"],
+                  "commit": r["commit"], "date": r["date"]} for _, r in curve.iterrows()]
+        parts.append(tabulate(table, headers="keys", tablefmt="github", disable_numparse=True) + "\n")
+        fig, axes = plt.subplots(1, 2, figsize=(10, 3.5))
+        axes[0].plot(curve["images_seen"], curve["val_score"], marker="o")
+        axes[0].set_xlabel("images seen")
+        axes[0].set_ylabel("validation accuracy % (400/class)")
+        axes[0].set_title("D as a feature extractor, along training", fontsize=9)
+        if len(losses):
+            axes[1].plot(losses["images_seen"], losses["loss_D"], label="loss_D", lw=0.8)
+            axes[1].plot(losses["images_seen"], losses["loss_G"], label="loss_G", lw=0.8)
+            axes[1].legend()
+        axes[1].set_xlabel("images seen")
+        axes[1].set_ylabel("loss (window mean)")
+        axes[1].set_title("GAN losses", fontsize=9)
+        fig.tight_layout()
+        chart = charts / f"gan_run_{folder.name}.png"
+        fig.savefig(chart, dpi=110)
+        plt.close(fig)
+        parts.append(f"![{folder.name}: validation curve and losses](report/{chart.name})\n")
+        if (folder / "samples.png").exists():
+            parts.append(f"Samples at the chosen length (fixed z, `{run.get('samples')}`):\n\n"
+                         f"![{folder.name} samples](gan_runs/{folder.name}/samples.png)\n")
+    return parts
+
+
 def sensitivity_chart(group: pd.DataFrame, title: str, path: Path) -> Path:
     """Each setting's difference from the default (points), both metrics, with the default's band."""
     g = group[group["diff"].notna()]
@@ -174,7 +238,7 @@ def _sensitivity(results_dir: Path, charts: Path) -> list[str]:
     if not path.exists():
         return ["_No sensitivity run yet: `nox -s sensitivity -- --extractor ...`._\n"]
     parts = ["One knob at a time from the probe's default pipeline (full table: [sensitivity.md](sensitivity.md)).\n"]
-    df = pd.read_csv(path)
+    df = read_sensitivity(path)
     for i, ((ex, preset), g) in enumerate(df.groupby(["extractor", "preset"], sort=False)):
         title = f"{ex} [{preset}]"
         chart = sensitivity_chart(g, title, charts / f"sensitivity_{i}.png")
@@ -187,7 +251,7 @@ def _throughput(results_dir: Path) -> str:
     path = results_dir / "throughput.csv"
     if not path.exists():
         return "_No throughput run yet (it runs on a GPU: `nox -s throughput`)._\n"
-    df = pd.read_csv(path)
+    df = read_results(path)
     wanted = df[df["metric"].isin(["train_img_per_s", "train_mfu_pct", "extract_img_per_s", "svm_solve_s"])]
     lines = [{"what": r["extractor"], "batch": "" if pd.isna(r["batch"]) else int(r["batch"]), "metric": r["metric"],
               "value": format_value(r["value"], r["std"]), "device": r["device"], "date": r["date"]}
@@ -211,25 +275,25 @@ def write_report(results_dir: str | Path | None = None, commands: list[str] | No
     parts = ["# dcgan-repro: the paper's tables, reproduced\n",
              "Generated by `python -m benchmarks.report` from the results CSVs beside it and the MLflow runs "
              "they name; never edited by hand. `quick`, `ci` and `smoke` rows are pipeline checks, not paper "
-             "results. Our DCGAN is trained on the data named in the row (CIFAR-10 here), not on Imagenet-1k "
-             "as in the paper.\n"]
+             "results. Each DCGAN row names what its GAN learned from; the paper's value and the difference "
+             "appear only beside a row that is the paper's setting.\n"]
     all_rows: list[dict[str, Any]] = []
-    for protocol, (title, _) in TABLES.items():
+    for protocol in TABLES:
         path = results_dir / f"{protocol}.csv"
+        rows = _rows(read_results(path), protocol) if path.exists() else []
+        title = _title(protocol, rows)
         parts.append(f"## {title}\n")
-        if not path.exists():
-            parts.append("_No rows yet._\n")
-            continue
-        rows = _rows(pd.read_csv(path), protocol)
         all_rows += rows
         if not rows:
             parts.append("_No rows of ours yet._\n")
             continue
         parts.append(_table(rows))
+        parts.append(_absent_paper_note(protocol, rows))
         chart = bar_chart(rows, title, charts / f"{protocol}.png")
         parts.append(f"![{title}](report/{chart.name})\n")
     parts.append("## The GAN\n")
     parts += gan_figures(all_rows, charts)
+    parts += gan_run_sections(results_dir, charts)
     parts += ["## Sensitivity to the unstated choices\n", *_sensitivity(results_dir, charts)]
     parts += ["## Throughput\n", _throughput(results_dir)]
     parts.append("## How this was obtained\n")
@@ -250,4 +314,4 @@ def main(argv: list[str] | None = None) -> None:
 
 
 if __name__ == "__main__":
-    main()
+    run_cli(main)

@@ -23,7 +23,7 @@ from benchmarks import report, supervised_control
 from benchmarks.classifiers import CLASSIFIERS
 from benchmarks.presets import PRESETS
 from benchmarks.protocol import CIFAR10_PROBE, SVHN_1000, run_protocol
-from benchmarks.results import RESULTS_DIR
+from benchmarks.results import RESULTS_DIR, read_results
 from benchmarks.spec import ProtocolSpec
 from benchmarks.throughput.cli import main as throughput_main
 from dcgan_ref.data import load_split
@@ -160,7 +160,7 @@ def main(argv: list[str] | None = None, log=print) -> list[str]:
     commit, _ = git_state()
     preset = PRESETS[args.preset]
     n_train = min(len(train), preset.train_images or len(train))
-    frames = [pd.read_csv(p) for p in (args.results_dir / f"{s.name}.csv" for s in (CIFAR10_PROBE, SVHN_1000))
+    frames = [read_results(p) for p in (args.results_dir / f"{s.name}.csv" for s in (CIFAR10_PROBE, SVHN_1000))
               if p.exists()]
     existing = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
 

@@ -20,11 +20,14 @@ from typing import Any, Iterable
 import pandas as pd
 from tabulate import tabulate
 
-from benchmarks.paper import paper_rows, paper_value
-from benchmarks.row import COLUMNS, ResultRow
+from benchmarks.paper import compare, paper_rows
+from benchmarks.results_io import extra_columns, read_table
+from benchmarks.row import COLUMNS, ResultRow, published_text
 from dcgan_ref.errors import UserError
 
 INTEGER_COLUMNS = [f.name for f in dataclasses.fields(ResultRow) if f.type == "int | None"]  # counts, seeds
+NUMERIC_COLUMNS = [f.name for f in dataclasses.fields(ResultRow) if f.type.split(" |")[0] in ("int", "float")]
+REQUIRED_COLUMNS = ["source", "protocol", "metric", "value"]  # a row without these measured nothing
 # What a row measured; a run of another seed is another measurement and keeps its own rows.
 KEY = ["source", "protocol", "dataset", "extractor", "classifier", "gan_data", "preset", "metric", "batch", "seed"]
 RESULTS_DIR = Path(__file__).resolve().parents[1] / "results"
@@ -42,6 +45,11 @@ def _write_atomic(path: Path, text: str) -> None:
         raise
 
 
+def read_results(path: str | os.PathLike) -> pd.DataFrame:
+    """A protocol's results CSV from any commit of this project (see :mod:`benchmarks.results_io`)."""
+    return read_table(path, COLUMNS, NUMERIC_COLUMNS, REQUIRED_COLUMNS)
+
+
 def results_frame(rows: Iterable[ResultRow]) -> pd.DataFrame:
     return pd.DataFrame([r.as_dict() for r in rows], columns=COLUMNS)
 
@@ -52,12 +60,15 @@ def empty_frame() -> pd.DataFrame:
 
 def merge_rows(existing: pd.DataFrame, rows: Iterable[ResultRow], protocol: str) -> pd.DataFrame:
     """Existing rows minus those the new rows replace, plus the new rows and fresh paper rows."""
-    new = results_frame(rows)
+    new = _published(results_frame(rows))
+    existing = _published(existing)
     ours = existing[existing["source"] != "paper"] if len(existing) else existing
     if len(ours) and len(new):
         ours = ours[~_keys(ours).isin(set(_keys(new)))]
     frames = [f for f in (results_frame(paper_rows(protocol)), ours, new) if len(f)]
-    merged = pd.concat(frames, ignore_index=True)[COLUMNS] if frames else results_frame([])
+    # Columns a newer version wrote stay, blank in the rows this one adds.
+    columns = COLUMNS + extra_columns(existing, COLUMNS)
+    merged = pd.concat(frames, ignore_index=True).reindex(columns=columns) if frames else results_frame([])
     # A column with blanks reads back as float: keep counts and seeds written as integers
     # ("10", not "10.0"), so a new row never rewrites the text of the rows beside it.
     for col in INTEGER_COLUMNS:
@@ -65,6 +76,18 @@ def merge_rows(existing: pd.DataFrame, rows: Iterable[ResultRow], protocol: str)
         if values.notna().equals(merged[col].notna()) and (values.dropna() % 1 == 0).all():
             merged[col] = values.astype("Int64")
     return merged
+
+
+TEXT_COLUMNS = ["extractor", "gan_data", "dataset", "notes"]
+
+
+def _published(df: pd.DataFrame) -> pd.DataFrame:
+    """No machine's absolute path in a published row (see :func:`benchmarks.row.published_text`)."""
+    df = df.copy()
+    for col in TEXT_COLUMNS:
+        if col in df:
+            df[col] = df[col].map(published_text)
+    return df
 
 
 def _keys(df: pd.DataFrame) -> pd.Series:
@@ -95,19 +118,23 @@ METRIC_NAMES = {"test_accuracy": "all labels", "test_accuracy_400pc": "400 label
 
 
 def _compact(df: pd.DataFrame) -> str:
-    """Our rows, one per result, the paper's comparable value beside each (<= 8 columns)."""
+    """Our rows, one per result; the paper's value and the difference only beside a row that is
+    the paper's setting, else the paper's nearest row and how ours differs from it."""
     lines = []
     for r in df[df["source"] != "paper"].to_dict("records"):
-        ref = paper_value(r["protocol"], r["dataset"], r["extractor"], _blank(r["classifier"]), r["metric"])
+        c = compare(r["protocol"], r)
         what = " + ".join(x for x in (_blank(r["extractor"]), _blank(r["classifier"])) if x)
         what += f" · {METRIC_NAMES.get(r['metric'], r['metric'])}"
         what += f" @ batch {int(r['batch'])}" if not pd.isna(r["batch"]) else ""
         what += f" · seed {int(r['seed'])}" if not pd.isna(r["seed"]) and int(r["seed"]) != 0 else ""
         run = ", ".join(x for x in (f"commit {_blank(r['commit'])[:7]}" if _blank(r["commit"]) else "",
                                     f"run {_blank(r['mlflow_run_id'])[:8]}" if _blank(r["mlflow_run_id"]) else "") if x)
+        like = c is not None and c.like
         lines.append({"what": what, "data": _blank(r["dataset"]), "preset": _blank(r["preset"]),
-                      "ours": format_value(r["value"], r["std"]), "paper": format_value(ref) if ref is not None else "",
-                      "difference": f"{r['value'] - ref:+.2f}" if ref is not None else "",
+                      "ours (± std over draws)": format_value(r["value"], r["std"]),
+                      "paper": format_value(c.paper.value) if like else "",
+                      "difference": f"{r['value'] - c.paper.value:+.2f}" if like else "",
+                      "not like for like": c.describe() if c is not None else "",
                       "device": _blank(r["device"]), "run": run})
     if not lines:
         return "_No rows of ours yet._\n"
@@ -119,7 +146,7 @@ def _paper_table(df: pd.DataFrame) -> str:
     if not len(paper):
         return ""
     lines = [{"what": " + ".join(x for x in (r["extractor"], _blank(r["classifier"])) if x and x != "-"),
-              "metric": r["metric"], "value": format_value(r["value"], r["std"]),
+              "data": r["dataset"], "metric": r["metric"], "value (± as published)": format_value(r["value"], r["std"]),
               "features": _blank(r["feature_dim"]) and str(int(r["feature_dim"])), "source": _blank(r["notes"])}
              for r in paper.to_dict("records")]
     return tabulate(lines, headers="keys", tablefmt="github", disable_numparse=True) + "\n"
@@ -134,7 +161,9 @@ def render_markdown(df: pd.DataFrame, protocol: str) -> str:
         "Generated by the runs themselves (`benchmarks/results.py`); never edited by hand. Accuracies and "
         "errors are percentages. Ours: `±` is the standard deviation over label draws (ddof 1). Paper: `±` as "
         "published (the authors' released script printed 1.96 × the std, ddof 0). `quick` rows come from the "
-        "CPU check preset and are never paper results; `difference` is ours minus the paper's comparable row.\n",
+        "CPU check preset and are never paper results. `paper` and `difference` (ours minus the paper) appear "
+        "only beside a row that is the paper's setting: its architecture, training data and official copy of "
+        "the data; elsewhere `not like for like` names the paper's nearest row and how ours differs.\n",
         _compact(df),
     ]
     paper = _paper_table(df)
@@ -174,7 +203,7 @@ def write_results(protocol: str, rows: list[ResultRow], results_dir: str | os.Pa
     out.mkdir(parents=True, exist_ok=True)
     csv_path, md_path = out / f"{protocol}.csv", out / f"{protocol}.md"
     with _locked(out / f".{protocol}.lock", lock_timeout_s):
-        existing = pd.read_csv(csv_path) if csv_path.exists() else results_frame([])
+        existing = read_results(csv_path)
         merged = merge_rows(existing, rows, protocol)
         _write_atomic(csv_path, merged.to_csv(index=False))
         _write_atomic(md_path, render_markdown(merged, protocol))
@@ -188,7 +217,7 @@ def rerender(results_dir: str | os.PathLike | None = None) -> list[Path]:
     written = []
     for csv_path in sorted(p for p in out.glob("*.csv") if p.stem in ("cifar10_probe", "svhn_1000")):  # protocol tables
         md_path = csv_path.with_suffix(".md")
-        table = merge_rows(pd.read_csv(csv_path), [], csv_path.stem)  # the same rows, in today's format
+        table = merge_rows(read_results(csv_path), [], csv_path.stem)  # the same rows, in today's format
         _write_atomic(csv_path, table.to_csv(index=False))
         _write_atomic(md_path, render_markdown(table, csv_path.stem))
         written.append(md_path)

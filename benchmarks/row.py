@@ -2,8 +2,14 @@
 from __future__ import annotations
 
 import dataclasses
+import re
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
+
+REPO = Path(__file__).resolve().parents[1]
+# An absolute path in running text (not a URL's path, not "4,000 / 1,000").
+_ABSOLUTE_PATH = re.compile(r"(?<![\w.:/~])/(?:[\w.+-]+/)+[\w.+-]*")
 
 
 @dataclass(kw_only=True)
@@ -41,3 +47,19 @@ class ResultRow:
 
 
 COLUMNS = [f.name for f in dataclasses.fields(ResultRow)]
+
+
+def published_text(text: Any) -> Any:
+    """``text`` with every absolute path made shareable: relative to the repository inside it,
+    else ``.../<name>``. A published row names files, never one machine's folders."""
+    if not isinstance(text, str):
+        return text
+
+    def shareable(m: re.Match) -> str:
+        path = Path(m.group(0))
+        try:
+            return str(path.relative_to(REPO))
+        except ValueError:
+            return f".../{path.name}" if path.name else ".../"
+
+    return _ABSOLUTE_PATH.sub(shareable, text)

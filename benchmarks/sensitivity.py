@@ -40,6 +40,8 @@ from benchmarks.classifiers import CLASSIFIERS
 from benchmarks.protocol import build_context, check_label_pool, checked_results_dir, label_pool
 from benchmarks.protocol_data import ProtocolData, load_data
 from benchmarks.results import RESULTS_DIR, _locked, _write_atomic
+from benchmarks.results_io import extra_columns, read_table
+from benchmarks.row import published_text
 from benchmarks.run_context import POSITIVE_INT, RunContext, parse_run
 from benchmarks.spec import CIFAR10_PROBE
 from benchmarks.splits import class_balanced_split
@@ -55,6 +57,12 @@ CSV_COLUMNS = ["extractor", "preset", "scale", "knob", "setting", "default", "me
                "band", "beyond_noise", "C", "feature_dim", "seconds", "notes", "dataset", "device", "torch",
                "commit", "dirty", "date", "seed", "data_sha256", "mlflow_run_id"]
 KEY = ["extractor", "preset", "data_sha256", "knob", "setting", "metric"]
+NUMERIC = ["value", "std", "diff", "band", "C", "feature_dim", "seconds", "seed"]
+
+
+def read_sensitivity(path: Path) -> pd.DataFrame:
+    """``sensitivity.csv`` from any commit (see :mod:`benchmarks.results_io`)."""
+    return read_table(path, CSV_COLUMNS, NUMERIC, required=["extractor", "knob", "setting"])
 
 
 @dataclass(frozen=True)
@@ -310,8 +318,8 @@ def render_markdown(df: pd.DataFrame) -> str:
         parts.append(f"Scale: {first['scale']}. Device {first['device']}, seed {first['seed']}, data sha256 "
                      f"{str(sha)[:12]}. MLflow runs: {runs}.\n")
         table = [{"knob": r["knob"], "setting": r["setting"] + (" (default)" if _true(r["default"]) else ""),
-                  "metric": r["metric"], "accuracy": _num(r["value"]) + ("" if pd.isna(r["std"]) else
-                                                                         f" ± {float(r['std']):.2f}"),
+                  "metric": "" if pd.isna(r["metric"]) else r["metric"],
+                  "accuracy": _num(r["value"]) + ("" if pd.isna(r["std"]) else f" ± {float(r['std']):.2f}"),
                   "diff": _num(r["diff"], signed=True), "band": _num(r["band"]),
                   "beyond noise": "" if pd.isna(r["beyond_noise"]) or pd.isna(r["band"])
                   else ("yes" if _true(r["beyond_noise"]) else "no"),
@@ -329,13 +337,15 @@ def write_rows(rows: list[dict[str, Any]], results_dir: Path) -> tuple[Path, Pat
     csv_path, md_path = results_dir / "sensitivity.csv", results_dir / "sensitivity.md"
     new = pd.DataFrame(rows, columns=CSV_COLUMNS)
     with _locked(results_dir / ".sensitivity.lock", 120.0):
-        old = pd.read_csv(csv_path) if csv_path.exists() else pd.DataFrame(columns=CSV_COLUMNS)
+        old = read_sensitivity(csv_path)
         if len(old):
             keys = set(map(tuple, new[KEY].astype(str).values))
             # Row by row: a run with other --knobs adds to the table (the default is the same
             # deterministic computation in every run, so the differences stay comparable).
             old = old[[tuple(k) not in keys for k in old[KEY].astype(str).values]]
-        merged = pd.concat([f for f in (old, new) if len(f)], ignore_index=True)[CSV_COLUMNS]
+        columns = CSV_COLUMNS + extra_columns(old, CSV_COLUMNS)  # a newer version's columns stay
+        merged = pd.concat([f for f in (old, new) if len(f)], ignore_index=True).reindex(columns=columns)
+        merged["notes"] = merged["notes"].map(published_text)  # no machine's paths in a published row
         _write_atomic(csv_path, merged.to_csv(index=False))
         _write_atomic(md_path, render_markdown(merged))
     return csv_path, md_path
@@ -360,8 +370,12 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def rerender(results_dir: Path = RESULTS_DIR) -> Path:
-    md_path = results_dir / "sensitivity.md"
-    _write_atomic(md_path, render_markdown(pd.read_csv(results_dir / "sensitivity.csv")))
+    """Re-render sensitivity.md (and the CSV in today's form) from its rows, their values untouched."""
+    csv_path, md_path = results_dir / "sensitivity.csv", results_dir / "sensitivity.md"
+    table = read_sensitivity(csv_path)
+    table["notes"] = table["notes"].map(published_text)
+    _write_atomic(csv_path, table.to_csv(index=False))
+    _write_atomic(md_path, render_markdown(table))
     return md_path
 
 
@@ -390,7 +404,7 @@ def main(argv: list[str] | None = None, log=print) -> list[dict[str, Any]]:
         raise UserError("--bn-mode: the default is population statistics; batch statistics are one of the knob's "
                         "settings")
     check_tracking_store()
-    results_dir = checked_results_dir(run)
+    results_dir = checked_results_dir(run, "sensitivity", read_sensitivity)
     bn_images = load_split(args.bn_data, "train", download=False).images if args.bn_data else None
     t_start = time.perf_counter()
     data = load_data(run, log)
@@ -478,7 +492,13 @@ def main(argv: list[str] | None = None, log=print) -> list[dict[str, Any]]:
         frame = pd.DataFrame(rows, columns=CSV_COLUMNS)
         print(render_markdown(frame))
         if run.write_results:
-            csv_path, md_path = write_rows(rows, results_dir)
+            try:
+                csv_path, md_path = write_rows(rows, results_dir)
+            except (OSError, UserError) as e:  # the rows are hours of work: keep them first
+                kept = run.out / "sensitivity" / f"unwritten-rows-{dt.datetime.now():%Y%m%d-%H%M%S}.csv"
+                kept.parent.mkdir(parents=True, exist_ok=True)
+                frame.to_csv(kept, index=False)
+                raise UserError(f"results could not be written ({e}); the rows are saved in {kept}") from None
             log(f"wrote {csv_path} and {md_path}")
         else:
             log("(--no-results or preset smoke: results/ left untouched)")

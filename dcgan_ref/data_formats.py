@@ -18,6 +18,7 @@ import io
 import lzma
 import pickle
 import re
+import stat
 import tarfile
 import zipfile
 import zlib
@@ -53,7 +54,8 @@ ACCEPTED = """accepted data sources:
   - Imagenet32: a folder holding train_data_batch_1..10 and/or val_data (pickled batches)
   - Tiny-ImageNet-200: a folder (or archive) holding wnids.txt, train/<wnid>/images/, val/ (splits train, val)
   - an image-folder tree <root>/<split>/<class>/*.png|jpg|jpeg (or one folder down)
-  - an archive of such a tree: .tar.xz, .tar.gz, .tgz, .tar or .zip"""
+  - an archive of such a tree: .tar.xz, .tar.gz, .tgz, .tar or .zip (plain files only: links and
+    members outside the archive are refused)"""
 
 
 
@@ -405,8 +407,20 @@ def _tree_description(classes: tuple[str, ...], keys: list[str], name: str) -> s
 
 
 def _decode_image(blob: bytes, where: str) -> np.ndarray:
+    """(H, W, 3) uint8 RGB, as torchvision's ImageFolder loads it: grey, palette and CMYK become
+    RGB, RGBA drops its alpha (no compositing). The file's content decides its format, not its
+    suffix (a JPEG named .png decodes as the JPEG it is). 16-bit grey keeps its top 8 bits:
+    PIL's own conversion would clip every value over 255 to white. Float images are refused."""
+    if not blob:
+        raise DataError(f"{where}: an empty file (0 bytes), not an image; replace or remove it")
     try:
         with Image.open(io.BytesIO(blob)) as image:
+            if image.mode in ("I;16", "I;16B", "I;16L", "I"):
+                grey = np.clip(np.asarray(image, dtype=np.int64) >> 8, 0, 255).astype(np.uint8)
+                return np.repeat(grey[..., None], 3, axis=2)
+            if image.mode == "F":
+                raise DataError(f"{where}: a floating-point image (PIL mode F), whose range has no standard "
+                                f"mapping to 8-bit RGB; convert it to 8-bit first")
             return np.asarray(image.convert("RGB"))
     except (OSError, ValueError, SyntaxError, Image.DecompressionBombError) as err:
         raise DataError(f"{where}: not a readable image ({err}); replace or remove it") from err
@@ -464,6 +478,9 @@ def _archive_members(path: Path) -> Iterator[tuple[str, Callable[[], bytes]]]:
     if path.name.lower().endswith(".zip"):
         with zipfile.ZipFile(path) as archive:
             for info in archive.infolist():
+                if stat.S_ISLNK(info.external_attr >> 16):
+                    raise DataError(f"{path}: member {info.filename!r} is a symbolic link; a data archive must "
+                                    f"hold plain files")
                 yield info.filename, (lambda info=info: archive.read(info))
         return
     # Stream (no seeking in compressed data). We decompress ourselves because gzip/lzma
@@ -472,6 +489,9 @@ def _archive_members(path: Path) -> Iterator[tuple[str, Callable[[], bytes]]]:
     opener = lzma.open if lower.endswith(".xz") else gzip.open if lower.endswith((".gz", ".tgz")) else open
     with opener(path, "rb") as raw, tarfile.open(fileobj=raw, mode="r|") as archive:
         for member in archive:
+            if member.issym() or member.islnk():  # a dataset holds files; a link may point anywhere
+                raise DataError(f"{path}: member {member.name!r} is a link (to {member.linkname!r}); a data "
+                                f"archive must hold plain files")
             if member.isdir():
                 yield member.name.rstrip("/") + "/", bytes
             elif member.isfile():
@@ -493,7 +513,12 @@ def _scan_archive(path: Path, split: str) -> tuple[list[tuple[str, ...]], dict[s
     with _readable_archive(path):
         for name, read in _archive_members(path):
             parts = PurePosixPath(name).parts
-            if not parts or parts[0] == "/" or ".." in parts or not all(_visible(p) for p in parts):
+            if parts and (parts[0] == "/" or ".." in parts):
+                # Nothing is ever extracted to disk, but such a name says the archive was not
+                # made from a dataset's folder: refuse it rather than silently drop images.
+                raise DataError(f"{path}: member {name!r} points outside the archive (an absolute path or '..'); "
+                                f"refusing it")
+            if not parts or not all(_visible(p) for p in parts):
                 continue
             if name.endswith("/"):
                 if len(parts) in (2, 3):  # a class folder, possibly empty

@@ -171,18 +171,27 @@ def train(cfg: TrainConfig, images: torch.Tensor, out_dir: str | os.PathLike, *,
             state = checkpoint.load(ckpt_path, map_location=device)
         except ValueError as e:
             raise UserError(f"--resume: {e}") from None
+        missing = [k for k in ("config", "step", "g", "d", "opt_g", "opt_d", "z_gen") if k not in state]
+        if missing:
+            raise UserError(f"--resume: {ckpt_path} is not a training checkpoint of dcgan_ref.train (it has no "
+                            f"{', '.join(missing)}); use a fresh --out")
         if state.get("data") != data_id:
             raise UserError(f"--resume: {ckpt_path} was trained on other data ({state.get('data')}) than this run's "
                             f"({data_id}); use the same data or a fresh --out")
         if state["config"] != dataclasses.asdict(cfg) | {"steps": state["config"]["steps"]}:
             raise UserError(f"--resume: {ckpt_path} was written with a different config "
                             f"({state['config']}); use a fresh --out or the same settings")
-        g.load_state_dict(state["g"])
-        d.load_state_dict(state["d"])
-        opt_g.load_state_dict(state["opt_g"])
-        opt_d.load_state_dict(state["opt_d"])
-        batches.load(state)
-        z_gen.set_state(state["z_gen"])
+        try:
+            g.load_state_dict(state["g"])
+            d.load_state_dict(state["d"])
+            opt_g.load_state_dict(state["opt_g"])
+            opt_d.load_state_dict(state["opt_d"])
+            batches.load(state)
+            z_gen.set_state(state["z_gen"])
+        except (RuntimeError, KeyError, ValueError, TypeError) as e:
+            first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+            raise UserError(f"--resume: {ckpt_path} does not fit this {cfg.arch} run ({first}); use a fresh "
+                            f"--out") from None
         step = state["step"]
         log(f"resumed from {ckpt_path} at step {step}")
     elif resume:

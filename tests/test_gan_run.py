@@ -2,10 +2,11 @@
 a missing checkpoint, one trainer per folder, and the status command."""
 from __future__ import annotations
 
+import pandas as pd
 import pytest
 import torch
 
-from benchmarks import gan_run
+from benchmarks import gan_run, report
 from dcgan_ref import checkpoint
 from dcgan_ref.errors import UserError
 from dcgan_ref.pretrained import load_discriminator
@@ -29,7 +30,7 @@ def test_plateau_rule_compares_scores_the_given_images_apart():
     assert gan_run.plateaued(real, apart=250_000, points=0.3) == (374_784, 624_640)  # 60.14 vs 60.02
 
 
-def test_scores_snapshots_and_the_chosen_d_with_what_a_row_needs(tiny_folder, tmp_path, capsys):
+def test_scores_snapshots_and_the_chosen_d_with_what_a_row_needs(tiny_folder, tmp_path, capsys, monkeypatch):
     run = tmp_path / "run"
     _start(tiny_folder, run)
     curve = gan_run.RunFiles(run).read_curve()
@@ -44,6 +45,20 @@ def test_scores_snapshots_and_the_chosen_d_with_what_a_row_needs(tiny_folder, tm
     gan_run.main(["status", "--run-dir", str(run)])
     out = capsys.readouterr().out
     assert "done (budget spent)" in out and "128 of 128 images seen" in out and "validation" in out
+
+    # published beside the tables, the report draws the run from those files alone (no MLflow store)
+    results = tmp_path / "results"
+    gan_run.main(["publish", "--run-dir", str(run), "--results-dir", str(results)])
+    record = results / "gan_runs" / "run"
+    published = pd.read_csv(record / "curve.csv")
+    assert published["val_score"].tolist() == [r["val_score"] for r in curve]
+    losses = pd.read_csv(record / "losses.csv")
+    assert losses["step"].tolist() == [1, 2, 3, 4] and losses["images_seen"].tolist() == [32, 64, 96, 128]
+    assert (record / "samples.png").exists() and str(tmp_path) not in (record / "run.json").read_text()
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path / 'another-machine.db'}")  # a clone's store
+    text = report.write_report(results).read_text()
+    assert "### Run `run`: svhn32 GAN on" in text and f"Chosen length: {best['images_seen']:,} images" in text
+    assert (results / "report" / "gan_run_run.png").exists() and "gan_runs/run/samples.png" in text
 
 
 def test_an_interrupted_run_resumes_to_the_same_weights(tiny_folder, tmp_path, monkeypatch):

@@ -13,7 +13,7 @@ import pandas as pd
 import torch
 
 import benchmarks.throughput as package
-from benchmarks.results import RESULTS_DIR, render_markdown, write_results
+from benchmarks.results import RESULTS_DIR, read_results, render_markdown, write_results
 from benchmarks.row import COLUMNS, ResultRow
 from benchmarks.throughput.naive import prepare_image_folder
 from benchmarks.throughput.suite import PROTOCOL, Suite, build_rows
@@ -67,6 +67,8 @@ def main(argv: list[str] | None = None) -> list[ResultRow]:
     set_determinism(False)  # cudnn.benchmark on, as in training
 
     data = Path(args.data) if args.data else (_default_data() if full else None)
+    if full:
+        read_results(Path(args.out_dir) / f"{PROTOCOL}.csv")  # a table it cannot merge into fails now
     with tempfile.TemporaryDirectory(prefix="dcgan-throughput-") as tmp, \
             (tracked_run(PROTOCOL, f"throughput-{name}", {"sizes": dataclasses.asdict(sizes),
                                                           "archs": archs, "data": str(data)}, device)
