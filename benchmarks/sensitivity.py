@@ -219,7 +219,8 @@ def encoding_outcome(run: RunContext, setting: Setting, name: str, log) -> tuple
     out = evaluate(other, data, dataclasses.replace(setting, data=None), raw, extractor)
     out.notes = "; ".join(n for n in (f"{len(data.train):,} train / {len(data.test):,} test images of {setting.data}, "
                                       f"{per_class} labels/class", out.notes) if n)
-    out.extra.update(data_sha256=data.train.sha256, per_class=per_class)
+    out.extra.update(data_sha256=data.train.sha256, per_class=per_class,
+                     scale=f"{len(data.train):,} train / {len(data.test):,} test images of the pair's own data")
     return out, data
 
 
@@ -267,14 +268,17 @@ def make_rows(outcomes: list[Outcome], skipped: list[Skipped], split_accs: list[
     if encoding:  # its own default: the JPEG side of the pair (same images, same pipeline)
         jpeg = encoding[0]
         for o in encoding:
-            rows.append(row("encoding", o.setting.name, False, "test_accuracy", o.full.test_accuracy, None,
-                            jpeg.full.test_accuracy if o is not jpeg else None, None, o.full.chosen, o.feature_dim,
-                            o.seconds, o.notes + ("; difference: against the JPEG side" if o is not jpeg else "")))
+            # The pair ran on its own data: its scale is that data's, never the probe's preset's.
+            scale = {"scale": o.extra["scale"]} if "scale" in o.extra else {}
+            rows.append(scale | row("encoding", o.setting.name, False, "test_accuracy", o.full.test_accuracy, None,
+                                    jpeg.full.test_accuracy if o is not jpeg else None, None, o.full.chosen,
+                                    o.feature_dim, o.seconds,
+                                    o.notes + ("; difference: against the JPEG side" if o is not jpeg else "")))
             # The pair's own draw size (a slice may hold fewer labels per class): named so, never the probe's.
-            rows.append(row("encoding", o.setting.name, False, f"test_accuracy_{o.extra['per_class']}pc",
-                            o.draws.test_accuracy, o.draws.test_std,
-                            jpeg.draws.test_accuracy if o is not jpeg else None, None, o.draws.chosen,
-                            o.feature_dim, o.seconds, o.notes))
+            rows.append(scale | row("encoding", o.setting.name, False, f"test_accuracy_{o.extra['per_class']}pc",
+                                    o.draws.test_accuracy, o.draws.test_std,
+                                    jpeg.draws.test_accuracy if o is not jpeg else None, None, o.draws.chosen,
+                                    o.feature_dim, o.seconds, o.notes))
     for s in skipped:
         rows.append({"knob": s.knob, "setting": s.name, "default": False, "metric": "",
                      "notes": f"not run: {s.reason}"})
@@ -305,8 +309,10 @@ def render_markdown(df: pd.DataFrame) -> str:
              "One knob changed at a time from the probe's default pipeline. `diff` is the setting minus the "
              "default, in points. `band` is the default's noise: for all labels the std of its test accuracy over "
              "validation-split seeds, for the label draws the standard error of the draws' mean; `beyond noise` "
-             "marks a difference above twice the band (draws: twice the standard error of a difference). "
-             "`quick` rows use the quick scale (10,000 train / 2,000 test images), never the paper's.\n"]
+             "marks a difference above twice the band for all labels, and above 2√2 × the band for the draws "
+             "(twice the standard error of a difference of two means, each with that standard error). "
+             "`quick` rows use the quick scale (10,000 train / 2,000 test images), never the paper's; the encoding "
+             "pair runs on its own data, whose size its rows' notes give.\n"]
     for (ex, preset, sha), g in df.groupby(["extractor", "preset", "data_sha256"], sort=False, dropna=False):
         first = g.iloc[0]
         parts.append(f"## {ex} · preset {preset} · {first['dataset']}\n")
@@ -358,8 +364,9 @@ def build_parser() -> argparse.ArgumentParser:
                                             "Every other option is the CIFAR-10 probe's (python -m "
                                             "benchmarks.cifar10_probe --help).")
     p.add_argument("--knobs", default=",".join(KNOBS), help=f"comma list of {', '.join(KNOBS)} (default: all)")
-    p.add_argument("--split-seeds", type=POSITIVE_INT, default=3,
-                   help="validation splits the default is evaluated on, for its all-labels noise band (default 3)")
+    p.add_argument("--split-seeds", type=POSITIVE_INT, default=5,
+                   help="validation splits the default is evaluated on, for its all-labels noise band (default 5; "
+                        "a std over fewer than 5 is itself too noisy to decide 'beyond noise')")
     p.add_argument("--cv-folds", type=POSITIVE_INT, default=5, help="folds of the cross-validation C choice")
     p.add_argument("--bn-data", help="the D's own training images (data spec, train split): batchnorm statistics "
                                      "over the GAN's data")
@@ -487,7 +494,7 @@ def main(argv: list[str] | None = None, log=print) -> list[dict[str, Any]]:
                   "dataset": data.train.description, "device": prov["device"], "torch": prov["torch"],
                   "commit": prov["commit"], "dirty": prov["dirty"], "date": dt.date.today().isoformat(),
                   "seed": run.seed, "data_sha256": data.train.sha256, "mlflow_run_id": mlflow_run.info.run_id}
-        rows = [common | r for r in rows]
+        rows = [common | r for r in rows]  # a row's own scale (the encoding pair's) wins
         log(f"sensitivity done in {time.perf_counter() - t_start:.0f} s")
         frame = pd.DataFrame(rows, columns=CSV_COLUMNS)
         print(render_markdown(frame))
