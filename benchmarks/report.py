@@ -18,6 +18,7 @@ import matplotlib
 import pandas as pd
 from tabulate import tabulate
 
+from benchmarks.gap import gap_section
 from benchmarks.paper import compare
 from benchmarks.results import METRIC_NAMES, RESULTS_DIR, format_value, read_results
 from benchmarks.sensitivity import read_sensitivity, top_knobs
@@ -294,6 +295,7 @@ def write_report(results_dir: str | Path | None = None, commands: list[str] | No
     parts.append("## The GAN\n")
     parts += gan_figures(all_rows, charts)
     parts += gan_run_sections(results_dir, charts)
+    parts += ["## The gap to the paper's DCGAN row, decomposed\n", *gap_section(results_dir)]
     parts += ["## Sensitivity to the unstated choices\n", *_sensitivity(results_dir, charts)]
     parts += ["## Throughput\n", _throughput(results_dir)]
     parts.append("## How this was obtained\n")

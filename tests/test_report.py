@@ -56,3 +56,38 @@ def test_figures_of_a_run_the_store_lost_are_kept_only_for_that_run(tmp_path, mo
     # A different run's row never inherits them.
     lost = "".join(gan_figures([dict(row, run="0" * 32)], out))
     assert "gan_losses.png" not in lost and "not in this MLflow store" in lost
+
+
+def test_the_gap_section_chains_measured_rows_and_names_what_is_missing(tmp_path):
+    import dataclasses
+
+    from benchmarks.gap import gap_section
+    from benchmarks.results import write_results
+    from benchmarks.row import ResultRow
+
+    def row(extractor, gan_data, value, metric="test_accuracy"):
+        return ResultRow(protocol="cifar10_probe", dataset="CIFAR-10 (JPEG copy)", extractor=extractor,
+                         classifier="L2-SVM", gan_data=gan_data, preset="paper", metric=metric, value=value,
+                         std=None if metric == "test_accuracy" else 0.5, commit="abc1234", date="2026-12-07")
+
+    assert "No imagenet32 D trained on ImageNet images" in "".join(gap_section(tmp_path))
+    tiny = "dcgan (imagenet32, run tiny-imagenet32, 499,968 images)"
+    rows = [row(tiny, "Tiny-ImageNet-200 (32x32 JPEG) train", 75.0), row(tiny, "Tiny-ImageNet-200 (32x32 JPEG) train",
+                                                                         64.0, "test_accuracy_400pc"),
+            row("dcgan (svhn32)", "CIFAR-10 (JPEG copy) train", 69.9), row("random-init D (imagenet32)", "-", 65.41),
+            row("kmeans-1600", "CIFAR-10 (JPEG copy) train", 74.0)]
+    write_results("cifar10_probe", rows, tmp_path)
+    text = "".join(gap_section(tmp_path))
+    assert "| ours: " + tiny in text and "75.00" in text and "64.00 ± 0.50" in text
+    assert "not measured yet: row (b)" in text and "K-means 1,600: all labels +1.00" in text
+    assert "random-init imagenet32 D (what GAN training adds): all labels +9.59" in text
+    unexplained = next(line for line in text.splitlines() if "unexplained" in line)
+    assert "+0.00" not in unexplained and "no JPEG pair of this architecture yet" in unexplained
+    in_domain = dataclasses.replace(rows[0], extractor="dcgan (imagenet32, run cifar10-imagenet32, 1,249,920 images)",
+                                    gan_data="CIFAR-10 (JPEG copy) train", value=72.5)
+    write_results("cifar10_probe", [in_domain], tmp_path)
+    text = "".join(gap_section(tmp_path))
+    step = next(line for line in text.splitlines() if "training data Tiny-ImageNet-200 -> CIFAR-10" in line)
+    assert "-2.50" in step and "row (b) minus row (a)" in step
+    arch = next(line for line in text.splitlines() if "architecture imagenet32 -> svhn32" in line)
+    assert "-2.60" in arch
