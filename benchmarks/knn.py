@@ -23,7 +23,7 @@ from typing import Iterable
 
 import torch
 
-from benchmarks.svm import _ieee_fp32_matmul
+from benchmarks.svm import ieee_fp32_matmul
 
 __all__ = [
     "KNNClassifier", "fit_knn", "knn_predict", "nearest", "nearest_neighbors", "vote", "choose_k",
@@ -64,7 +64,7 @@ def nearest_neighbors(
     device, dtype = train_X.device, train_X.dtype
     chunk = chunk_size or max(1, _CHUNK_ELEMENTS // train_X.shape[0])
     dists, idxs = [], []
-    with torch.no_grad(), _ieee_fp32_matmul(device):
+    with torch.no_grad(), ieee_fp32_matmul(device):
         train_sq = torch.linalg.vector_norm(train_X, dim=1).square()
         for start in range(0, query_X.shape[0], chunk):
             q = query_X[start : start + chunk].to(device=device, dtype=dtype)

@@ -7,13 +7,9 @@ leaves every other row as it was.
 """
 from __future__ import annotations
 
-import contextlib
 import dataclasses
-import fcntl
 import math
 import os
-import tempfile
-import time
 from pathlib import Path
 from typing import Any, Iterable
 
@@ -21,9 +17,8 @@ import pandas as pd
 from tabulate import tabulate
 
 from benchmarks.paper import compare, paper_rows
-from benchmarks.results_io import extra_columns, read_table
+from benchmarks.results_io import extra_columns, locked, read_table, write_atomic
 from benchmarks.row import COLUMNS, ResultRow, published_text
-from dcgan_ref.errors import UserError
 
 INTEGER_COLUMNS = [f.name for f in dataclasses.fields(ResultRow) if f.type == "int | None"]  # counts, seeds
 NUMERIC_COLUMNS = [f.name for f in dataclasses.fields(ResultRow) if f.type.split(" |")[0] in ("int", "float")]
@@ -31,18 +26,6 @@ REQUIRED_COLUMNS = ["source", "protocol", "metric", "value"]  # a row without th
 # What a row measured; a run of another seed is another measurement and keeps its own rows.
 KEY = ["source", "protocol", "dataset", "extractor", "classifier", "gan_data", "preset", "metric", "batch", "seed"]
 RESULTS_DIR = Path(__file__).resolve().parents[1] / "results"
-
-
-def _write_atomic(path: Path, text: str) -> None:
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w") as f:
-            f.write(text)
-        os.chmod(tmp, 0o644)  # mkstemp makes 0600; a table is a file like any other
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 def read_results(path: str | os.PathLike) -> pd.DataFrame:
@@ -174,27 +157,6 @@ def render_markdown(df: pd.DataFrame, protocol: str) -> str:
     return "\n".join(parts)
 
 
-@contextlib.contextmanager
-def _locked(path: Path, timeout_s: float):
-    """Hold an exclusive lock on ``path`` (a lock file beside the table) while merging: two
-    runs finishing together would otherwise each read the old CSV and drop the other's rows."""
-    with open(path, "a") as handle:
-        deadline = time.monotonic() + timeout_s
-        while True:
-            try:
-                fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-                break
-            except BlockingIOError:
-                if time.monotonic() > deadline:
-                    raise UserError(f"another run has held {path} for over {timeout_s:g} s; if none is running, "
-                                    f"delete the lock file and run again") from None
-                time.sleep(0.05)
-        try:
-            yield
-        finally:
-            fcntl.flock(handle, fcntl.LOCK_UN)
-
-
 def write_results(protocol: str, rows: list[ResultRow], results_dir: str | os.PathLike | None = None,
                   lock_timeout_s: float = 120.0) -> tuple[Path, Path]:
     """Merge ``rows`` into ``<results_dir>/<protocol>.csv`` and re-render the ``.md``: under a
@@ -202,11 +164,11 @@ def write_results(protocol: str, rows: list[ResultRow], results_dir: str | os.Pa
     out = Path(results_dir) if results_dir else RESULTS_DIR
     out.mkdir(parents=True, exist_ok=True)
     csv_path, md_path = out / f"{protocol}.csv", out / f"{protocol}.md"
-    with _locked(out / f".{protocol}.lock", lock_timeout_s):
+    with locked(out / f".{protocol}.lock", lock_timeout_s):
         existing = read_results(csv_path)
         merged = merge_rows(existing, rows, protocol)
-        _write_atomic(csv_path, merged.to_csv(index=False))
-        _write_atomic(md_path, render_markdown(merged, protocol))
+        write_atomic(csv_path, merged.to_csv(index=False))
+        write_atomic(md_path, render_markdown(merged, protocol))
     return csv_path, md_path
 
 
@@ -218,8 +180,8 @@ def rerender(results_dir: str | os.PathLike | None = None) -> list[Path]:
     for csv_path in sorted(p for p in out.glob("*.csv") if p.stem in ("cifar10_probe", "svhn_1000")):  # protocol tables
         md_path = csv_path.with_suffix(".md")
         table = merge_rows(read_results(csv_path), [], csv_path.stem)  # the same rows, in today's format
-        _write_atomic(csv_path, table.to_csv(index=False))
-        _write_atomic(md_path, render_markdown(table, csv_path.stem))
+        write_atomic(csv_path, table.to_csv(index=False))
+        write_atomic(md_path, render_markdown(table, csv_path.stem))
         written.append(md_path)
     return written
 

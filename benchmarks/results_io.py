@@ -1,4 +1,5 @@
-"""Reading a results CSV written by any version of this project, or touched by hand.
+"""Reading and writing results files: a CSV written by any version of this project, or touched by hand,
+read; a table written atomically under a lock.
 
 A results file is versioned data: rows an older commit wrote lack today's newer columns, a
 newer commit's file may carry columns this one does not know, and a person may have edited a
@@ -10,9 +11,14 @@ stops a run in seconds, never after hours of compute.
 """
 from __future__ import annotations
 
+import contextlib
 import csv
+import fcntl
 import io
 import math
+import os
+import tempfile
+import time
 from pathlib import Path
 from typing import Iterable
 
@@ -87,3 +93,36 @@ def read_table(path: str | Path, columns: list[str], numeric: Iterable[str] = ()
 def extra_columns(df: pd.DataFrame, columns: list[str]) -> list[str]:
     """The columns of ``df`` this version does not know, in their order: kept and written back."""
     return [c for c in df.columns if c not in columns]
+
+
+def write_atomic(path: Path, text: str) -> None:
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w") as f:
+            f.write(text)
+        os.chmod(tmp, 0o644)  # mkstemp makes 0600; a table is a file like any other
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+@contextlib.contextmanager
+def locked(path: Path, timeout_s: float):
+    """Hold an exclusive lock on ``path`` (a lock file beside the table) while merging: two
+    runs finishing together would otherwise each read the old CSV and drop the other's rows."""
+    with open(path, "a") as handle:
+        deadline = time.monotonic() + timeout_s
+        while True:
+            try:
+                fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except BlockingIOError:
+                if time.monotonic() > deadline:
+                    raise UserError(f"another run has held {path} for over {timeout_s:g} s; if none is running, "
+                                    f"delete the lock file and run again") from None
+                time.sleep(0.05)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)

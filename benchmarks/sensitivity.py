@@ -39,8 +39,8 @@ from benchmarks import evaluation
 from benchmarks.classifiers import CLASSIFIERS
 from benchmarks.protocol import build_context, check_label_pool, checked_results_dir, label_pool
 from benchmarks.protocol_data import ProtocolData, load_data
-from benchmarks.results import RESULTS_DIR, _locked, _write_atomic
-from benchmarks.results_io import extra_columns, read_table
+from benchmarks.results import RESULTS_DIR
+from benchmarks.results_io import extra_columns, locked, read_table, write_atomic
 from benchmarks.row import published_text
 from benchmarks.run_context import POSITIVE_INT, RunContext, parse_run
 from benchmarks.spec import CIFAR10_PROBE
@@ -342,7 +342,7 @@ def write_rows(rows: list[dict[str, Any]], results_dir: Path) -> tuple[Path, Pat
     results_dir.mkdir(parents=True, exist_ok=True)
     csv_path, md_path = results_dir / "sensitivity.csv", results_dir / "sensitivity.md"
     new = pd.DataFrame(rows, columns=CSV_COLUMNS)
-    with _locked(results_dir / ".sensitivity.lock", 120.0):
+    with locked(results_dir / ".sensitivity.lock", 120.0):
         old = read_sensitivity(csv_path)
         if len(old):
             keys = set(map(tuple, new[KEY].astype(str).values))
@@ -352,8 +352,8 @@ def write_rows(rows: list[dict[str, Any]], results_dir: Path) -> tuple[Path, Pat
         columns = CSV_COLUMNS + extra_columns(old, CSV_COLUMNS)  # a newer version's columns stay
         merged = pd.concat([f for f in (old, new) if len(f)], ignore_index=True).reindex(columns=columns)
         merged["notes"] = merged["notes"].map(published_text)  # no machine's paths in a published row
-        _write_atomic(csv_path, merged.to_csv(index=False))
-        _write_atomic(md_path, render_markdown(merged))
+        write_atomic(csv_path, merged.to_csv(index=False))
+        write_atomic(md_path, render_markdown(merged))
     return csv_path, md_path
 
 
@@ -381,8 +381,8 @@ def rerender(results_dir: Path = RESULTS_DIR) -> Path:
     csv_path, md_path = results_dir / "sensitivity.csv", results_dir / "sensitivity.md"
     table = read_sensitivity(csv_path)
     table["notes"] = table["notes"].map(published_text)
-    _write_atomic(csv_path, table.to_csv(index=False))
-    _write_atomic(md_path, render_markdown(table))
+    write_atomic(csv_path, table.to_csv(index=False))
+    write_atomic(md_path, render_markdown(table))
     return md_path
 
 

@@ -137,7 +137,7 @@ def _all_finite(X: torch.Tensor) -> bool:
 
 
 @contextlib.contextmanager
-def _ieee_fp32_matmul(device: torch.device) -> Iterator[None]:
+def ieee_fp32_matmul(device: torch.device) -> Iterator[None]:
     """Force full-precision float32 GEMMs on CUDA (no TF32) for the solve; restore after.
 
     Uses the ``fp32_precision`` API where it exists (torch >= 2.9): mixing it with the
@@ -174,7 +174,7 @@ def svm_objective(model: LinearSVM, X: torch.Tensor, y: torch.Tensor, C: float) 
     """Primal objective of each one-vs-rest problem, ``(K,)`` float64 (see module doc)."""
     K = _validate(X, y, C, model.n_classes)
     X = X.to(device=model.weight.device, dtype=torch.float32)
-    with _ieee_fp32_matmul(X.device):
+    with ieee_fp32_matmul(X.device):
         scores = model.decision_function(X).double()
     hinge = (1.0 - _targets(y, K, X.device).double() * scores).clamp_min(0)
     W = torch.cat([model.weight, model.bias[:, None]], 1)
@@ -246,7 +246,7 @@ def subspace_basis(X: torch.Tensor, rank: int | None = None) -> SubspaceBasis:
     """The preconditioner's subspace for ``X`` (N, D), to share between fits on the same X."""
     X = X.detach() if X.dtype == torch.float32 else X.detach().float()
     r = _default_rank(*X.shape, X.device) if rank is None else max(0, min(int(rank), X.shape[0], X.shape[1] + 1))
-    with torch.no_grad(), _ieee_fp32_matmul(X.device):
+    with torch.no_grad(), ieee_fp32_matmul(X.device):
         return _compute_basis(_Augmented(X), r)
 
 
@@ -523,7 +523,7 @@ def fit_l2svm(
         while path[0] / 10.0 > C_from:
             path.insert(0, path[0] / 10.0)
     budget = max_iter or 2000
-    with torch.no_grad(), _ieee_fp32_matmul(device):
+    with torch.no_grad(), ieee_fp32_matmul(device):
         data = _Augmented(X)
         pre = _SubspacePreconditioner(data, rank, basis)
         T = _targets(y, K, device)

@@ -41,8 +41,8 @@ def test_every_knob_gets_a_row_with_its_difference_and_the_default_band(tiny_fol
     assert len(enc) == 2 and enc["value"].nunique() == 1
     enc_draws = df[(df["knob"] == "encoding") & (df["metric"] != "test_accuracy")]
     assert set(enc_draws["metric"]) == {"test_accuracy_10pc"}  # the pair's own draw size, named so
-    # and its own scale: the tiny folder's 600 / 200 images, not the smoke preset's
-    assert set(df[df["knob"] == "encoding"]["scale"]) == {"600 train / 200 test images of the pair's own data"}
+    # and its own scale: the smoke subset of the pair's own data (400 / 200 images), named so
+    assert set(df[df["knob"] == "encoding"]["scale"]) == {"400 train / 200 test images of the pair's own data"}
     assert all("smoke" in s for s in df[df["knob"] != "encoding"]["scale"])
     skipped = df[df["metric"] == ""]
     assert set(skipped["knob"]) == {"batchnorm", "GAN length"}  # random D: no GAN data; one length
