@@ -21,6 +21,7 @@ from tabulate import tabulate
 from benchmarks.gap import gap_section
 from benchmarks.paper import compare
 from benchmarks.results import METRIC_NAMES, RESULTS_DIR, format_value, read_results
+from benchmarks.results_io import write_atomic
 from benchmarks.sensitivity import read_sensitivity, top_knobs
 from dcgan_ref.errors import run_cli
 
@@ -305,7 +306,7 @@ def write_report(results_dir: str | Path | None = None, commands: list[str] | No
     parts += ["Every row, with the commit, preset, seed, chosen C, data hash and MLflow run behind it (full "
               "columns in the CSVs):\n", _provenance(all_rows)]
     report = results_dir / "REPORT.md"
-    report.write_text("\n".join(parts))
+    write_atomic(report, "\n".join(parts))  # two reproduce runs finishing together: one whole report, not a mix
     return report
 
 
