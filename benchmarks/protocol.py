@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
+import resource
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -215,6 +216,11 @@ def _solver_warnings(scored: Scored) -> list[str]:
             f"(worst: C={worst['C']:g}, relative duality gap {worst['rel_gap']:.1e})"]
 
 
+def peak_rss_gb() -> float:
+    """This process's peak resident memory so far, in GB (Linux reports kB)."""
+    return round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1e6, 2)
+
+
 def record(run: RunContext, data: ProtocolData, feats: Features, kind: str, scored: list[Scored], mlflow_run,
            wall_s: float, log=print) -> list[ResultRow]:
     """Log one classifier's evaluations to MLflow (a nested run each) and make their rows."""
@@ -248,7 +254,9 @@ def record(run: RunContext, data: ProtocolData, feats: Features, kind: str, scor
             metric=s.metric, value=_stored(s.value), std=_stored(ev.test_std) if draws else None,
             n_draws=run.draws if draws else None, feature_dim=feats.train.shape[1],
             C=ev.chosen if hyper == "C" else None, k=ev.chosen if hyper == "k" else None,
-            wall_s=round(wall_s, 1), device=prov["device"], torch=prov["torch"], commit=prov["commit"],
+            wall_s=round(wall_s, 1), n_train=run.per_class * len(data.train.classes) if draws else len(data.train),
+            n_test=len(data.test), peak_rss_gb=peak_rss_gb(),
+            device=prov["device"], torch=prov["torch"], commit=prov["commit"],
             dirty=prov["dirty"], date=dt.date.today().isoformat(), seed=run.seed, data_sha256=data.train.sha256,
             mlflow_run_id=mlflow_run.info.run_id, notes="; ".join(n for n in (ex.notes, s.notes, *warnings) if n)))
     return rows

@@ -53,7 +53,8 @@ def _rows(df: pd.DataFrame, protocol: str) -> list[dict[str, Any]]:
                     "unlike": c.describe() if c is not None else "", "preset": r["preset"],
                     "device": r["device"], "date": r["date"], "commit": str(r["commit"])[:7],
                     "run": r["mlflow_run_id"], "notes": r["notes"], "data_sha256": r["data_sha256"], "seed": r["seed"],
-                    "C": r["C"], "gan_data": r["gan_data"]})
+                    "C": r["C"], "gan_data": r["gan_data"], "wall_s": r["wall_s"], "n_train": r["n_train"],
+                    "n_test": r["n_test"], "peak_rss_gb": r["peak_rss_gb"], "protocol": protocol})
     order = {"paper": 0, "newmu-svhn": 1, "faces": 2, "quick": 3, "ci": 4, "smoke": 5}
     return sorted(out, key=lambda r: (order.get(r["preset"], 9), r["what"], r["metric"]))  # paper scale first
 
@@ -270,6 +271,21 @@ def _provenance(all_rows: list[dict[str, Any]]) -> str:
     return tabulate(lines, headers="keys", tablefmt="github", disable_numparse=True) + "\n"
 
 
+def _costs(all_rows: list[dict[str, Any]]) -> str:
+    """What each row cost, from the row itself: wall time (the extractor's fit, features and
+    classifier, as the row records it), images, peak memory and the machine."""
+    def num(v: Any, fmt: str) -> str:
+        return "" if v is None or pd.isna(v) else format(v, fmt)
+
+    lines = [{"table": r["protocol"], "what": f"{r['what']} · {r['metric']}", "preset": r["preset"],
+              "wall": f"{r['wall_s'] / 60:.1f} min",
+              "train / test images": f"{num(r['n_train'], ',.0f')} / {num(r['n_test'], ',.0f')}"
+              if not pd.isna(r["n_train"]) else "", "peak RSS GB": num(r["peak_rss_gb"], ".1f"),
+              "device": r["device"]} for r in all_rows if not pd.isna(r["wall_s"])]
+    return tabulate(lines, headers="keys", tablefmt="github", disable_numparse=True) + "\n" + (
+        "\nRows written before a commit recorded images and memory leave those cells blank.\n")
+
+
 def write_report(results_dir: str | Path | None = None, commands: list[str] | None = None) -> Path:
     results_dir = Path(results_dir) if results_dir else RESULTS_DIR
     charts = results_dir / "report"
@@ -299,6 +315,7 @@ def write_report(results_dir: str | Path | None = None, commands: list[str] | No
     parts += ["## The gap to the paper's DCGAN row, decomposed\n", *gap_section(results_dir)]
     parts += ["## Sensitivity to the unstated choices\n", *_sensitivity(results_dir, charts)]
     parts += ["## Throughput\n", _throughput(results_dir)]
+    parts += ["## What each row cost\n", _costs(all_rows)]
     parts.append("## How this was obtained\n")
     if commands:
         parts.append("Commands of the run that last regenerated this report:\n\n```bash\n" + "\n".join(commands)

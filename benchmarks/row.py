@@ -32,6 +32,9 @@ class ResultRow:
     k: int | None = None
     batch: int | None = None
     wall_s: float | None = None
+    n_train: int | None = None    # the images the row's classifier trained on / was tested on
+    n_test: int | None = None
+    peak_rss_gb: float | None = None  # the run's process: its peak resident memory when the row was made
     device: str = ""
     torch: str = ""
     commit: str = ""

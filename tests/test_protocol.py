@@ -26,6 +26,10 @@ def test_cifar10_probe_smoke_runs_every_extractor(tiny_folder, tmp_path):
     assert ("pixels", "KNN", "test_accuracy_10pc") in got  # smoke: 10 labels per class, named so
     for r in rows:
         assert r["preset"] == "smoke" and 0 <= r["value"] <= 100
+        assert r["n_test"] == 200 and 0 < r["peak_rss_gb"] < 64 and "cpu: " in r["device"] and "cores" in r["device"]
+    # each row says what its classifier trained on: the draws' 10 x 10 labels, the refit's whole train split
+    assert got[("pixels", "L2-SVM", "test_accuracy_10pc")]["n_train"] == 100
+    assert got[("pixels", "L2-SVM", "test_accuracy")]["n_train"] == 400
     assert got[("pixels", "L2-SVM", "test_accuracy")]["value"] > 50  # the synthetic classes are easy
     assert (tmp_path / "results" / "cifar10_probe.csv").exists()  # smoke writes only where --results-dir says
     runs = mlflow.search_runs(experiment_names=["cifar10_probe"])

@@ -8,6 +8,7 @@ import mlflow
 import torch
 from torchvision.utils import save_image
 
+from benchmarks import report
 from benchmarks.report import gan_figures
 
 
@@ -91,3 +92,16 @@ def test_the_gap_section_chains_measured_rows_and_names_what_is_missing(tmp_path
     assert "-2.50" in step and "row (b) minus row (a)" in step
     arch = next(line for line in text.splitlines() if "architecture imagenet32 -> svhn32" in line)
     assert "-2.60" in arch
+
+
+def test_the_cost_table_comes_from_the_rows(tmp_path):
+    from benchmarks.results import write_results
+    from benchmarks.row import ResultRow
+
+    row = ResultRow(protocol="cifar10_probe", dataset="CIFAR-10 (JPEG copy)", extractor="pixels", classifier="L2-SVM",
+                    preset="paper", metric="test_accuracy_400pc", value=37.4, wall_s=720.0, n_train=4000,
+                    n_test=10000, peak_rss_gb=3.46, device="cpu: Some CPU (2 cores, AVX2)", date="2026-12-07")
+    write_results("cifar10_probe", [row], tmp_path)
+    text = report.write_report(tmp_path).read_text().split("## What each row cost")[1]
+    line = next(line for line in text.splitlines() if "pixels" in line)
+    assert all(cell in line for cell in ("12.0 min", "4,000 / 10,000", "3.5", "Some CPU (2 cores, AVX2)")), line
