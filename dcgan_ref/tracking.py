@@ -6,6 +6,7 @@ folder); ``MLFLOW_TRACKING_URI`` points it elsewhere.
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import json
 import logging
 import socket
@@ -75,6 +76,23 @@ STORE_HELP = ("MLFLOW_TRACKING_URI takes sqlite:///<path>/mlflow.db (the default
               "folder) or http(s)://<host>:<port> of a running tracking server")
 
 
+def _create_once(uri: str, path: Path) -> None:
+    """Create (or migrate) a sqlite store under a lock: two runs starting together on a new
+    store otherwise race on its schema migration, and one fails ("Online migration expected to
+    match one row ... alembic_version")."""
+    import mlflow
+
+    with open(path.parent / f".{path.name}.lock", "a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        try:
+            mlflow.MlflowClient(uri).search_experiments(max_results=1)
+        except Exception as e:  # not a store: a corrupt file, another program's database
+            first = (str(e).strip().splitlines() or [type(e).__name__])[0][:200]
+            raise UserError(f"MLflow store {uri} cannot be opened ({first}); {STORE_HELP}") from None
+        finally:
+            fcntl.flock(lock, fcntl.LOCK_UN)
+
+
 def check_tracking_store(timeout_s: float = 3.0) -> str:
     """Fail in seconds, with one line, when the MLflow store cannot be written; return its URI.
 
@@ -94,6 +112,7 @@ def check_tracking_store(timeout_s: float = 3.0) -> str:
             problem = unwritable(path.parent) or (unwritable(path) if path.exists() else None)
             if problem:  # sqlite writes its journal beside the file: both must be writable
                 raise UserError(f"MLflow store {uri}: {problem}; {STORE_HELP}")
+            _create_once(uri, path)
         return uri
     if parsed.scheme in ("http", "https"):
         port = parsed.port or (443 if parsed.scheme == "https" else 80)

@@ -15,6 +15,7 @@ from pathlib import Path
 
 import mlflow
 import numpy as np
+import pandas as pd
 import pytest
 import torch
 from PIL import Image
@@ -282,7 +283,36 @@ def test_nonsense_arguments_of_the_other_commands_fail_cleanly(main, argv, tmp_p
     assert _clean_failure(code, err), (argv, err)
 
 
+def test_a_corrupt_tracking_store_is_one_line_before_any_data(tiny_folder, tmp_path, capsys, monkeypatch,
+                                                              no_data_reads):
+    (tmp_path / "bad.db").write_bytes(b"this is not an sqlite database" * 100)
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path / 'bad.db'}")
+    code, err = _exit(cifar10_probe.main, ["--preset", "smoke", "--data", str(tiny_folder)], capsys)
+    assert code == 2 and "cannot be opened" in err and len(err.strip().splitlines()) == 1, err
+
+
 def test_dcgan64_on_32x32_data_says_what_size_it_needs(tiny_folder, tmp_path, capsys):
     code, err = _exit(cifar10_probe.main, ["--preset", "smoke", "--data", str(tiny_folder), "--out",
                                            str(tmp_path / "runs"), "--arch", "dcgan64"], capsys)
     assert _clean_failure(code, err) and "64" in err and "32" in err and len(err.strip().splitlines()) == 1, err
+
+
+# ----------------------------------------------------------------------------- two runs, one results folder
+@pytest.mark.slow
+def test_two_reproduce_runs_on_one_results_folder_both_land(tiny_folder, tmp_path):
+    results = tmp_path / "results"
+    env = os.environ | {"MLFLOW_TRACKING_URI": f"sqlite:///{tmp_path / 'shared.db'}", "PYTHONPATH": str(REPO),
+                        "OMP_NUM_THREADS": "1"}
+    procs = [subprocess.Popen([sys.executable, "-m", "benchmarks.reproduce", "--preset", "smoke", "--data",
+                               str(tiny_folder), "--results-dir", str(results), "--out", str(tmp_path / f"runs-{ex}"),
+                               "--budget-min", "30", "--no-download", "--extractor", ex],
+                              cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+             for ex in ("pixels", "random-d")]
+    outs = [p.communicate(timeout=300) for p in procs]
+    for p, (out, err) in zip(procs, outs):
+        assert p.returncode == 0 and "Traceback" not in err and "FAILED" not in out, out[-3000:] + err[-3000:]
+    for table in ("cifar10_probe", "svhn_1000"):
+        ours = pd.read_csv(results / f"{table}.csv").query("source == 'ours'")["extractor"]
+        assert {"pixels", "random-init D (svhn32)"} <= set(ours), (table, set(ours))
+    assert (results / "REPORT.md").read_text().startswith("# dcgan-repro")
+    assert not list(results.glob(".*.tmp*")) and not list(results.glob(".REPORT*"))
