@@ -25,6 +25,7 @@ from baselines.interface import FeatureExtractor
 from benchmarks import evaluation
 from benchmarks.classifiers import CLASSIFIERS
 from benchmarks.evaluation import Evaluation, Standardizer
+from benchmarks.gan_publish import training_record, write_record
 from benchmarks.protocol_data import ProtocolData, load_data
 from benchmarks.results import (
     RESULTS_DIR,
@@ -262,8 +263,10 @@ def record(run: RunContext, data: ProtocolData, feats: Features, kind: str, scor
     return rows
 
 
-def evaluate_extractor(run: RunContext, data: ProtocolData, name: str, kinds: list[str], log=print) -> list[ResultRow]:
-    """One extractor: fit and extract once, then every classifier asked for, in one MLflow run."""
+def evaluate_extractor(run: RunContext, data: ProtocolData, name: str, kinds: list[str], log=print,
+                       records: list[tuple] | None = None) -> list[ResultRow]:
+    """One extractor: fit and extract once, then every classifier asked for, in one MLflow run.
+    A GAN trained here appends its record (``gan_publish.training_record``) to ``records``."""
     import mlflow
 
     t0 = time.perf_counter()
@@ -281,10 +284,20 @@ def evaluate_extractor(run: RunContext, data: ProtocolData, name: str, kinds: li
         log(f"[{extractor.label}] this device: {describe_limits(limits)}")
         feats = compute_features(run, data, extractor, log)
         mlflow.log_metrics(feats.metrics)
+        if records is not None and getattr(feats.extractor, "training", None):
+            records.append(_training_record(run, data, feats.extractor, mlflow_run.info.run_id))
         scored = {kind: evaluate(run, data, feats, kind, log) for kind in kinds}
         wall = time.perf_counter() - t0
         mlflow.log_metric("wall_s", wall)
         return [row for kind in kinds for row in record(run, data, feats, kind, scored[kind], mlflow_run, wall, log)]
+
+
+def _training_record(run: RunContext, data: ProtocolData, extractor: FeatureExtractor, run_id: str) -> tuple:
+    scored_by = (f"D's features on {data.train.description}'s validation split ({len(data.val_idx):,} images), one "
+                 f"{run.per_class * len(data.train.classes):,}-label draw, L2-SVM (never the test split)")
+    return training_record(extractor.training, name=f"{run.spec.name}-{extractor.training['arch']}-{run_id[:8]}",
+                           gan_data=data.gan_description, scored_by=scored_by, provenance=provenance(run.device),
+                           mlflow_run_id=run_id, command=f"nox -s {run.spec.name} -- --preset {run.preset.name}")
 
 
 def _save_unwritten(run: RunContext, rows: list[ResultRow]) -> str:
@@ -378,8 +391,9 @@ def run_protocol(spec: ProtocolSpec, argv: list[str] | None = None, log=print) -
         log(f"--exclude-near-duplicates: all-labels accuracy also without {int((~keep).sum())} of {len(keep)} "
             f"test images")
     rows: list[ResultRow] = []
+    records: list[tuple] = []  # each GAN trained here: its curve, losses and samples, written beside the rows
     for name, kinds in by_extractor.items():
-        rows += evaluate_extractor(run, data, name, kinds, log)
+        rows += evaluate_extractor(run, data, name, kinds, log, records)
     if not world.main:
         return rows
     for control in run.controls:
@@ -392,6 +406,8 @@ def run_protocol(spec: ProtocolSpec, argv: list[str] | None = None, log=print) -
         except (OSError, UserError) as e:
             raise UserError(f"results could not be written ({e}); " + _save_unwritten(run, rows)) from None
         log(f"wrote {csv_path} and {md_path}")
+        for record in records:
+            log(f"wrote {write_record(results_dir / 'gan_runs' / record[0], *record[1:])}")
     else:
         log(f"(preset {run.preset.name} or --no-results: results/ left untouched)")
     return rows

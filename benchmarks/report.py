@@ -1,8 +1,9 @@
-"""``results/REPORT.md``: the paper's two tables beside ours, a chart of each, the GAN's loss
-curves and samples, the throughput table, and how every number was obtained.
+"""``results/REPORT.md``: the paper's two tables beside ours, a chart of each, each GAN run's
+validation curve, losses and samples, the throughput table, and how every number was obtained.
 
-Made only from the results CSVs the runs wrote and the MLflow runs they name; never from
-hand-typed values.  ``python -m benchmarks.report [--results-dir results]`` re-renders it.
+Made only from committed files the runs wrote (the results CSVs, ``results/gan_runs/``), so
+any clone renders it without an MLflow store; never from hand-typed values.
+``python -m benchmarks.report [--results-dir results]`` re-renders it.
 """
 from __future__ import annotations
 
@@ -10,7 +11,6 @@ import argparse
 import json
 import math
 import re
-import shutil
 from pathlib import Path
 from typing import Any
 
@@ -18,6 +18,7 @@ import matplotlib
 import pandas as pd
 from tabulate import tabulate
 
+from benchmarks.gan_publish import GAN_RUN_SCORE
 from benchmarks.gap import gap_section
 from benchmarks.paper import compare
 from benchmarks.results import METRIC_NAMES, RESULTS_DIR, format_value, read_results
@@ -28,7 +29,6 @@ from dcgan_ref.errors import run_cli
 matplotlib.use("Agg")  # files only, no display
 import matplotlib.pyplot as plt  # noqa: E402  (after the backend is chosen)
 
-GAN_FIGURES_RECORD = "gan_figures.json"  # which run the GAN figures beside it were drawn from, and their text
 TABLES = {  # protocol: (title, higher is better)
     "cifar10_probe": ("Table 1: CIFAR-10 probe on {data}, features + L2-SVM (accuracy %)", True),
     "svhn_1000": ("Table 2: 1,000 labels on {data}, features + L2-SVM (test error %)", False),
@@ -111,82 +111,55 @@ def bar_chart(rows: list[dict[str, Any]], title: str, path: Path) -> Path:
     return path
 
 
-def gan_figures(rows: list[dict[str, Any]], out: Path) -> list[str]:
-    """Loss curves and the sample grid of the DCGAN trained here (from its MLflow run)."""
-    import mlflow
-
-    # A D trained here (it learned from data; a --discriminator row did not), paper scale first.
-    trained = [r for r in rows if str(r["what"]).startswith("dcgan (") and isinstance(r["run"], str)
-               and r.get("gan_data") not in ("-", "", None)]
-    if not trained:
-        return ["_No DCGAN row trained by this suite yet: run the `dcgan` extractor to get its curves._\n"]
-    r = trained[0]
-    client = mlflow.MlflowClient()
-    drawn = out / GAN_FIGURES_RECORD
-    try:
-        history = {m: client.get_metric_history(r["run"], m) for m in ("loss_D", "loss_G")}
-        samples = sorted(a.path for a in client.list_artifacts(r["run"], "samples"))
-    except Exception as e:  # the run lives in another MLflow store than this one
-        # The store is local to a machine; the figures an earlier render drew from this run are the
-        # only copy left, so they are kept (the record says which run drew them), not dropped.
-        record = json.loads(drawn.read_text()) if drawn.exists() else {}
-        if record.get("run") == r["run"]:
-            return [f"_Drawn from MLflow run {r['run']} by an earlier render; this store ({type(e).__name__}) "
-                    "no longer holds the run, so they were not redrawn._\n", *record["parts"]]
-        return [f"_The DCGAN run {r['run']} is not in this MLflow store ({type(e).__name__}); no curves._\n"]
-    parts = []
-    if any(history.values()):
-        fig, ax = plt.subplots(figsize=(6, 3.5))
-        for name, points in history.items():
-            ax.plot([p.step for p in points], [p.value for p in points], label=name)
-        ax.set_xlabel("training step")
-        ax.set_ylabel("loss (window mean)")
-        ax.set_title(f"{r['what']} [{r['preset']}], run {r['run'][:8]}", fontsize=9)
-        ax.legend()
-        fig.tight_layout()
-        fig.savefig(out / "gan_losses.png", dpi=110)
-        plt.close(fig)
-        parts.append("![GAN losses](report/gan_losses.png)\n")
-    if samples:
-        chosen = re.search(r"chosen on validation: (?:epoch \S+ \()?step (\d+)", str(r["notes"]))
-        step = int(chosen.group(1)) if chosen else None
-        steps = {p: int(re.sub(r"\D", "", Path(p).stem) or 0) for p in samples}
-        pick = min(samples, key=lambda p: abs(steps[p] - step)) if step is not None else samples[-1]
-        local = client.download_artifacts(r["run"], pick, str(out / "_download"))
-        shutil.copy(local, out / "gan_samples.png")
-        shutil.rmtree(out / "_download", ignore_errors=True)
-        what = f"at the length chosen on validation (step {step})" if step is not None else "at the end of training"
-        parts.append(f"Samples {what}, `{Path(pick).name}`:\n\n![GAN samples](report/gan_samples.png)\n")
-    if not parts:
-        return ["_The DCGAN run logged no losses or samples._\n"]
-    drawn.write_text(json.dumps({"run": r["run"], "parts": parts}, indent=1) + "\n")
-    return parts
+def unpublished_gan_rows(rows: list[dict[str, Any]], results_dir: Path) -> list[str]:
+    """One line for each D trained here whose training record is not under ``results/gan_runs/``:
+    the report draws only committed files, so such a row has no curves here, and says why."""
+    records = [json.loads((p / "run.json").read_text()) for p in sorted((results_dir / "gan_runs").glob("*"))
+               if (p / "run.json").is_file()]
+    runs = {r.get("mlflow_run") for r in records} - {None}
+    names = {r.get("name") for r in records}
+    trained = [r for r in rows if str(r["what"]).startswith("dcgan (") and r.get("gan_data") not in ("-", "", None)]
+    missing = {}
+    for r in trained:
+        named = re.search(r"run ([\w.-]+)", str(r["what"]))
+        if r["run"] in runs or (named and named.group(1) in names):
+            continue
+        key = named.group(1) if named else r["run"]
+        run_id = "" if named else f" (MLflow run {str(r['run'])[:8]})"
+        missing.setdefault(key, f"{r['what']} [{r['preset']}]{run_id}")
+    if not missing:
+        return [] if trained else ["_No DCGAN row trained by this suite yet._\n"]
+    return ["No training record committed for: " + "; ".join(missing.values()) + ". Their losses and samples "
+            "lived only in the run folder or MLflow store of the machine that trained them (a protocol writes the "
+            "record beside its rows since this report stopped reading MLflow; a `gan_run` is published with "
+            "`python -m benchmarks.gan_run publish`).\n"]
 
 
 def gan_run_sections(results_dir: Path, charts: Path) -> list[str]:
-    """Each long GAN run published under ``results/gan_runs/<name>/`` (``gan_run publish``): its
-    validation curve, losses and samples, drawn from those committed files alone."""
+    """Each GAN run recorded under ``results/gan_runs/<name>/`` (``gan_run publish``, or a protocol
+    that trained its D): its validation curve, losses and samples, from those committed files alone."""
     parts = []
     for folder in sorted(p for p in (results_dir / "gan_runs").glob("*") if (p / "curve.csv").is_file()):
         run = json.loads((folder / "run.json").read_text()) if (folder / "run.json").exists() else {}
         curve = pd.read_csv(folder / "curve.csv")
         losses = pd.read_csv(folder / "losses.csv") if (folder / "losses.csv").exists() else pd.DataFrame()
         parts.append(f"### Run `{folder.name}`: {run.get('arch', '?')} GAN on {run.get('gan_data', '?')}\n")
-        parts.append(f"State: {run.get('state', '?')}; {int(curve['images_seen'].max()):,} images seen of a "
-                     f"{int(run['budget_images']):,}-image budget; {run.get('precision', '?')} on "
-                     f"{run.get('cpu', '?')}. "
-                     f"Each score: D's features on CIFAR-10's validation split, one 400-per-class label draw, "
-                     f"L2-SVM (never the test split). Chosen length: {int(run['chosen_images_seen']):,} images "
-                     f"(validation {float(run['chosen_val_score']):.2f}%). Files: `results/gan_runs/{folder.name}/`.\n"
-                     if run.get("budget_images") and run.get("chosen_images_seen") else "")
-        table = [{"images seen": f"{int(r['images_seen']):,}", "validation %": f"{float(r['val_score']):.2f}",
-                  "train img/s": f"{float(r['train_img_per_s']):.1f}", "precision": r["precision"],
-                  "commit": r["commit"], "date": r["date"]} for _, r in curve.iterrows()]
-        parts.append(tabulate(table, headers="keys", tablefmt="github", disable_numparse=True) + "\n")
+        seen = int(run.get("images_seen") or (curve["images_seen"].max() if len(curve) else 0))
+        budget = f" of a {int(run['budget_images']):,}-image budget" if run.get("budget_images") else ""
+        chosen = (f"Each score: {run.get('scored_by') or GAN_RUN_SCORE}. Chosen length: "
+                  f"{int(run['chosen_images_seen']):,} images (validation {float(run['chosen_val_score']):.2f}%). "
+                  if len(curve) and run.get("chosen_images_seen") else "No validation scores: a fixed length. ")
+        parts.append(f"State: {run.get('state', '?')}; {seen:,} images seen{budget}; {run.get('precision', '?')} on "
+                     f"{run.get('cpu', '?')}. {chosen}Files: `results/gan_runs/{folder.name}/`.\n")
+        if len(curve):
+            table = [{"images seen": f"{int(r['images_seen']):,}", "validation %": f"{float(r['val_score']):.2f}",
+                      "train img/s": f"{float(r['train_img_per_s']):.1f}", "precision": r["precision"],
+                      "commit": r["commit"], "date": r["date"]} for _, r in curve.iterrows()]
+            parts.append(tabulate(table, headers="keys", tablefmt="github", disable_numparse=True) + "\n")
         fig, axes = plt.subplots(1, 2, figsize=(10, 3.5))
         axes[0].plot(curve["images_seen"], curve["val_score"], marker="o")
         axes[0].set_xlabel("images seen")
-        axes[0].set_ylabel("validation accuracy % (400/class)")
+        axes[0].set_ylabel("validation accuracy %")
         axes[0].set_title("D as a feature extractor, along training", fontsize=9)
         if len(losses):
             axes[1].plot(losses["images_seen"], losses["loss_D"], label="loss_D", lw=0.8)
@@ -201,7 +174,8 @@ def gan_run_sections(results_dir: Path, charts: Path) -> list[str]:
         plt.close(fig)
         parts.append(f"![{folder.name}: validation curve and losses](report/{chart.name})\n")
         if (folder / "samples.png").exists():
-            parts.append(f"Samples at the chosen length (fixed z, `{run.get('samples')}`):\n\n"
+            when = "the chosen length" if len(curve) else "the end of training"
+            parts.append(f"Samples at {when} (fixed z, `{run.get('samples')}`):\n\n"
                          f"![{folder.name} samples](gan_runs/{folder.name}/samples.png)\n")
     return parts
 
@@ -291,10 +265,10 @@ def write_report(results_dir: str | Path | None = None, commands: list[str] | No
     charts = results_dir / "report"
     charts.mkdir(parents=True, exist_ok=True)
     parts = ["# dcgan-repro: the paper's tables, reproduced\n",
-             "Generated by `python -m benchmarks.report` from the results CSVs beside it and the MLflow runs "
-             "they name; never edited by hand. `quick`, `ci` and `smoke` rows are pipeline checks, not paper "
-             "results. Each DCGAN row names what its GAN learned from; the paper's value and the difference "
-             "appear only beside a row that is the paper's setting.\n"]
+             "Generated by `python -m benchmarks.report` from the committed files beside it (the results CSVs "
+             "and `gan_runs/`), no MLflow store needed; never edited by hand. `quick`, `ci` and `smoke` rows "
+             "are pipeline checks, not paper results. Each DCGAN row names what its GAN learned from; the "
+             "paper's value and the difference appear only beside a row that is the paper's setting.\n"]
     all_rows: list[dict[str, Any]] = []
     for protocol in TABLES:
         path = results_dir / f"{protocol}.csv"
@@ -310,8 +284,8 @@ def write_report(results_dir: str | Path | None = None, commands: list[str] | No
         chart = bar_chart(rows, title, charts / f"{protocol}.png")
         parts.append(f"![{title}](report/{chart.name})\n")
     parts.append("## The GAN\n")
-    parts += gan_figures(all_rows, charts)
     parts += gan_run_sections(results_dir, charts)
+    parts += unpublished_gan_rows(all_rows, results_dir)
     parts += ["## The gap to the paper's DCGAN row, decomposed\n", *gap_section(results_dir)]
     parts += ["## Sensitivity to the unstated choices\n", *_sensitivity(results_dir, charts)]
     parts += ["## Throughput\n", _throughput(results_dir)]

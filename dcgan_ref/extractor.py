@@ -49,6 +49,9 @@ class DCGANExtractor:
         self.g = None
         self.notes = ""
         self.trained_on = ""  # a pretrained D's training data, where known (see dcgan_ref.pretrained)
+        # After an in-process training: its length scores and chosen step, what its published
+        # record is written from (benchmarks.gan_publish). None for a D not trained here.
+        self.training: dict[str, Any] | None = None
 
     @property
     def feature_dim(self) -> int:
@@ -123,6 +126,10 @@ class DCGANExtractor:
             return f"{steps * cfg.batch_size / len(images):.3g}"
 
         trained = f"GAN ({cfg.arch}) trained {epochs(result.steps)} epochs on {len(images):,} images"
+        self.training = {"arch": cfg.arch, "batch_size": cfg.batch_size, "steps": result.steps,
+                         "n_images": len(images), "bf16": cfg.bf16, "img_per_s": result.img_per_s,
+                         "scores": dict(sorted(scores.items())), "chosen_step": best.get("step"),
+                         "out_dir": self.out_dir}
         if best:
             self.d = best["d"].to(self.device)
             info.update(chosen_step=best["step"], **{f"val_score_step_{s}": v for s, v in scores.items()})

@@ -1,62 +1,87 @@
-"""The report's GAN section: loss curves from the row's MLflow run and the sample grid at the
-length chosen on validation, not merely the last one."""
+"""The report: GAN sections drawn from committed records alone (curve, losses, the samples at
+the length chosen on validation), the gap chain and the cost table from the rows."""
 from __future__ import annotations
 
-import shutil
+import json
+from pathlib import Path
 
 import mlflow
+import pandas as pd
+import pytest
 import torch
 from torchvision.utils import save_image
 
 from benchmarks import report
-from benchmarks.report import gan_figures
+from benchmarks.gan_publish import write_record
 
 
-def test_samples_are_those_of_the_chosen_length(tmp_path):
-    mlflow.set_experiment("report")  # each test has its own store: name the experiment, never reuse an id
+def _record(results: Path, name: str, curve: list[dict], mlflow_run: str | None = None) -> Path:
+    grid = results.parent / "samples_0000004.png"
+    save_image(torch.zeros(3, 8, 8), grid)
+    losses = [{"step": s, "images_seen": 64 * s, "loss_D": 1.0 / s, "loss_G": float(s)} for s in (1, 2, 3)]
+    run = {"name": name, "state": "done", "gan_data": "CIFAR-10 train", "arch": "svhn32", "precision": "fp32",
+           "cpu": "cpu: Some CPU", "images_seen": 512, "chosen_images_seen": 256, "chosen_val_score": 41.5,
+           "samples": grid.name, "mlflow_run": mlflow_run, "scored_by": "one 1,000-label draw on validation"}
+    return write_record(results / "gan_runs" / name, curve, losses, grid, run)
+
+
+def test_gan_sections_come_from_committed_records_alone_and_rows_without_one_are_named(tmp_path, monkeypatch):
+    monkeypatch.setattr(mlflow, "MlflowClient", lambda *a, **k: pytest.fail("the report opened an MLflow store"))
+    results = tmp_path / "results"
+    charts = results / "report"
+    charts.mkdir(parents=True)
+    curve = [{"images_seen": 256, "step": 4, "val_score": 41.5, "train_img_per_s": 90.0, "precision": "fp32",
+              "commit": "abc", "date": "2026-12-07"}]
+    _record(results, "svhn_1000-svhn32-abcdef12", curve, mlflow_run="abcdef1234")
+    text = "".join(report.gan_run_sections(results, charts))
+    assert "one 1,000-label draw on validation" in text and "Chosen length: 256 images (validation 41.50%)" in text
+    assert (charts / "gan_run_svhn_1000-svhn32-abcdef12.png").read_bytes()[:4] == b"\x89PNG"
+    assert "](gan_runs/svhn_1000-svhn32-abcdef12/samples.png)" in text
+
+    trained = {"what": "dcgan (svhn32) + L2-SVM", "run": "abcdef1234", "preset": "paper", "gan_data": "CIFAR-10 train"}
+    lost = {"what": "dcgan (imagenet32, run tiny-imagenet32, 499,712 images) + L2-SVM", "run": "f" * 32,
+            "preset": "paper", "gan_data": "Tiny-ImageNet-200 train"}
+    old = dict(trained, run="0" * 32, preset="quick")
+    pretrained = {"what": "dcgan (runs/x/gan/chosen.pt) + L2-SVM", "run": "1" * 32, "preset": "paper", "gan_data": "-"}
+    line = "".join(report.unpublished_gan_rows([trained, lost, lost, old, pretrained], results))
+    assert "dcgan (imagenet32, run tiny-imagenet32, 499,712 images) + L2-SVM [paper]" in line
+    assert "dcgan (svhn32) + L2-SVM [quick] (MLflow run 00000000)" in line
+    assert line.count("tiny-imagenet32") == 1 and "abcdef12" not in line and "chosen.pt" not in line
+    assert report.unpublished_gan_rows([trained, pretrained], results) == []
+
+    # A fixed-length training (no validation scores) still shows its losses and last samples.
+    _record(results, "cifar10_probe-svhn32-00000000", [], mlflow_run="0" * 32)
+    text = "".join(report.gan_run_sections(results, charts))
+    assert "No validation scores: a fixed length" in text and "Samples at the end of training" in text
+
+
+def test_a_protocol_training_record_holds_its_scores_losses_and_chosen_samples(tmp_path):
+    from benchmarks.gan_publish import training_record
+
+    out = tmp_path / "gan"
+    out.mkdir()
+    for step, colour in ((4, 0.0), (8, 1.0)):
+        save_image(torch.full((3, 8, 8), colour), out / f"samples_{step:07d}.png")
+    mlflow.set_experiment("record")
     with mlflow.start_run() as run:
         for step in (1, 2, 3):
             mlflow.log_metrics({"loss_D": 1.0 / step, "loss_G": float(step)}, step=step)
-        for step, colour in ((4, 0.0), (8, 1.0)):
-            path = tmp_path / f"samples_{step:07d}.png"
-            save_image(torch.full((3, 8, 8), colour), path)
-            mlflow.log_artifact(str(path), "samples")
-    row = {"what": "dcgan (svhn32) + L2-SVM", "run": run.info.run_id, "preset": "paper", "gan_data": "CIFAR-10 train",
-           "notes": "GAN (svhn32) trained 8 epochs on 64 images; length chosen on validation: epoch 4 (step 4 of 8)"}
-    # Neither a --discriminator row (it learned nothing here) nor a later quick row is the one shown.
-    pretrained = {"what": "dcgan (runs/x/gan/chosen.pt) + L2-SVM", "run": "not-a-run", "preset": "paper",
-                  "gan_data": "-", "notes": ""}
-    quick = dict(row, run="not-a-run", preset="quick")
-    out = tmp_path / "report"
-    out.mkdir()
-    text = "".join(gan_figures([pretrained, row, quick], out))
-    assert "gan_losses.png" in text and (out / "gan_losses.png").exists()
-    assert "samples_0000004.png" in text and "step 4" in text
+        training = {"arch": "svhn32", "batch_size": 16, "steps": 8, "n_images": 64, "bf16": False, "img_per_s": 50.0,
+                    "scores": {4: 42.0, 8: 40.0}, "chosen_step": 4, "out_dir": out}
+        name, curve, losses, samples, meta = training_record(
+            training, name="cifar10_probe-svhn32-x", gan_data="CIFAR-10 train", scored_by="s",
+            provenance={"commit": "0123456789abc", "device": "cpu: Some CPU"}, mlflow_run_id=run.info.run_id,
+            command="nox -s cifar10_probe -- --preset paper")
+    folder = write_record(tmp_path / "results" / "gan_runs" / name, curve, losses, samples, meta)
+    assert pd.read_csv(folder / "curve.csv")["val_score"].tolist() == [42.0, 40.0]
+    assert pd.read_csv(folder / "losses.csv")["loss_G"].tolist() == [1.0, 2.0, 3.0]
     from PIL import Image
 
-    assert Image.open(out / "gan_samples.png").getpixel((0, 0)) == (0, 0, 0)  # the step-4 grid, not step 8's
-
-
-def test_figures_of_a_run_the_store_lost_are_kept_only_for_that_run(tmp_path, monkeypatch, _empty_mlflow_db):
-    mlflow.set_experiment("report-lost")
-    with mlflow.start_run() as run:
-        mlflow.log_metrics({"loss_D": 1.0, "loss_G": 2.0}, step=1)
-    row = {"what": "dcgan (svhn32) + L2-SVM", "run": run.info.run_id, "preset": "paper", "gan_data": "CIFAR-10 train",
-           "notes": ""}
-    out = tmp_path / "report"
-    out.mkdir()
-    drawn = "".join(gan_figures([row], out))
-    assert "gan_losses.png" in drawn and (out / "gan_figures.json").exists()
-
-    # Another machine's store: the run is gone, the figures drawn from it stay, said to be from that run.
-    other = tmp_path / "other.db"
-    shutil.copy(_empty_mlflow_db, other)
-    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{other}")
-    kept = "".join(gan_figures([row], out))
-    assert "gan_losses.png" in kept and f"Drawn from MLflow run {run.info.run_id} by an earlier render" in kept
-    # A different run's row never inherits them.
-    lost = "".join(gan_figures([dict(row, run="0" * 32)], out))
-    assert "gan_losses.png" not in lost and "not in this MLflow store" in lost
+    assert Image.open(folder / "samples.png").getpixel((0, 0)) == (0, 0, 0)  # the chosen step-4 grid, not step 8's
+    meta = json.loads((folder / "run.json").read_text())
+    assert meta["chosen_images_seen"] == 64 and meta["chosen_val_score"] == 42.0
+    assert meta["mlflow_run"] == run.info.run_id
+    assert not list((tmp_path / "results" / "gan_runs").glob("*.tmp"))
 
 
 def test_the_gap_section_chains_measured_rows_and_names_what_is_missing(tmp_path):

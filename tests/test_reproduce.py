@@ -32,9 +32,12 @@ def test_reproduce_smoke_writes_every_row_and_a_report_then_resumes(tiny_folder,
     assert "supervised CNN (svhn32)" in set(s1k["extractor"]) and set(s1k[s1k.source == "ours"]["dataset"]) == {
         "CIFAR-10 (image folder)"}
     text = (results / "REPORT.md").read_text()
-    for chart in ("report/cifar10_probe.png", "report/svhn_1000.png", "report/gan_losses.png",
-                  "report/gan_samples.png"):
+    records = sorted(p.name for p in (results / "gan_runs").iterdir())  # each GAN trained here, beside its rows
+    assert [r.split("-")[:2] for r in records] == [["cifar10_probe", "svhn32"], ["svhn_1000", "svhn32"]], records
+    for chart in ("report/cifar10_probe.png", "report/svhn_1000.png", *(f"report/gan_run_{r}.png" for r in records),
+                  *(f"gan_runs/{r}/samples.png" for r in records)):
         assert f"]({chart})" in text and (results / chart).read_bytes()[:8] == PNG, chart
+    assert "No training record committed" not in text
     assert "Table 1" in text and "Table 2" in text and "How this was obtained" in text
     assert "python -m benchmarks.cifar10_probe --preset smoke" in text
     assert {p: p.stat().st_mtime for p in RESULTS_DIR.glob("*.csv")} == repo_tables  # the repo's tables untouched
