@@ -68,7 +68,7 @@ def tests(session: nox.Session) -> None:
     # --durations: every run (CI's included) shows its slowest tests, so a slow one is seen the day it lands.
     session.env["OMP_NUM_THREADS"] = "1"
     default = ["-q", "-n", "auto", "--dist", "worksteal", "--durations=15"]
-    session.run(python, "-m", "pytest", *(session.posargs or default), external=True)
+    session.run(python, "-m", "pytest", *default, *session.posargs, external=True)  # later flags win
 
 
 @nox.session
