@@ -20,8 +20,10 @@ from benchmarks.spec import ProtocolSpec
 from dcgan_ref.distributed import World
 from dcgan_ref.errors import UserError
 from dcgan_ref.figures.dedup import NearDuplicates, read_near_duplicates
+from dcgan_ref.hardware import native_bf16
 from dcgan_ref.models import ARCHITECTURES
 from dcgan_ref.pretrained import load_discriminator
+from dcgan_ref.tracking import device_name
 from dcgan_ref.train import pick_device
 
 
@@ -103,6 +105,9 @@ def build_parser(spec: ProtocolSpec) -> argparse.ArgumentParser:
                    help=f"labels per class in each label-scarce draw (default: the preset's, else {spec.per_class})")
     p.add_argument("--trials", type=POSITIVE_INT, help="random-search trials of the supervised control (paper: 64)")
     p.add_argument("--gan-epochs", type=POSITIVE_FLOAT, help="override the preset's GAN training length")
+    p.add_argument("--precision", choices=["preset", "bf16", "fp32"], default="preset",
+                   help="the GAN's training precision: the preset's (paper: bf16 autocast where the device runs "
+                   "bf16 natively, else fp32), or forced (an A/B of the two)")
     p.add_argument("--eval-epochs", type=_positive_floats,
                    help="comma list of GAN lengths (epochs) scored on validation, the best kept; the final "
                         "length always is (default: the preset's, those within --gan-epochs)")
@@ -136,6 +141,11 @@ def parse_run(spec: ProtocolSpec, argv: list[str] | None, log=print) -> RunConte
                                 eval_epochs=args.eval_epochs)
     except ValueError as e:
         raise UserError(str(e)) from None
+    if args.precision == "bf16" and not native_bf16(device):
+        raise UserError(f"--precision bf16: this {device.type} ({device_name(device)}) has no native bf16 kernels, "
+                        f"where bf16 runs about 100x slower than fp32; use --precision fp32")
+    if args.precision != "preset":
+        preset = dataclasses.replace(preset, bf16=args.precision == "bf16")
     late = [e for e in preset.eval_epochs if e > preset.gan_epochs]
     if args.eval_epochs and late:
         raise UserError(f"--eval-epochs {','.join(f'{e:g}' for e in late)}: past the GAN's training length "

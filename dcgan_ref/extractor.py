@@ -125,7 +125,8 @@ class DCGANExtractor:
         def epochs(steps: int) -> str:
             return f"{steps * cfg.batch_size / len(images):.3g}"
 
-        trained = f"GAN ({cfg.arch}) trained {epochs(result.steps)} epochs on {len(images):,} images"
+        trained = (f"GAN ({cfg.arch}) trained {epochs(result.steps)} epochs on {len(images):,} images, "
+                   f"{'bf16 autocast' if cfg.bf16 else 'fp32'}")
         self.training = {"arch": cfg.arch, "batch_size": cfg.batch_size, "steps": result.steps,
                          "n_images": len(images), "bf16": cfg.bf16, "img_per_s": result.img_per_s,
                          "scores": dict(sorted(scores.items())), "chosen_step": best.get("step"),

@@ -117,3 +117,18 @@ def test_the_authors_discriminator_runs_in_the_cifar10_probe(tiny_folder, tmp_pa
                                               f"newmu-svhn:{shared_data / 'newmu_svhn_dcgan'}"))
     assert {r.extractor for r in rows} == {"newmu-svhn (authors' release)"}
     assert {r.feature_dim for r in rows} == {7168} and {r.gan_data for r in rows} == {"-"}
+
+
+def test_precision_is_the_presets_unless_forced_and_bf16_is_refused_where_it_is_emulated(tiny_folder, monkeypatch):
+    from benchmarks import run_context
+    from benchmarks.run_context import parse_run
+    from dcgan_ref.errors import UserError
+
+    base = ["--data", str(tiny_folder), "--device", "cpu", "--no-download"]
+    monkeypatch.setattr(run_context, "native_bf16", lambda device: True)
+    assert parse_run(CIFAR10_PROBE, [*base, "--preset", "quick"]).preset.bf16 is False  # quick: fp32
+    assert parse_run(CIFAR10_PROBE, [*base, "--preset", "quick", "--precision", "bf16"]).preset.bf16 is True
+    assert parse_run(CIFAR10_PROBE, [*base, "--preset", "paper", "--precision", "fp32"]).preset.bf16 is False
+    monkeypatch.setattr(run_context, "native_bf16", lambda device: False)
+    with pytest.raises(UserError, match="no native bf16 kernels"):
+        parse_run(CIFAR10_PROBE, [*base, "--preset", "quick", "--precision", "bf16"])
