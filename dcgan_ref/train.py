@@ -289,6 +289,8 @@ def train(cfg: TrainConfig, images: torch.Tensor, out_dir: str | os.PathLike, *,
         if on_eval is not None and step in eval_steps:  # after the checkpoint: a crash in scoring loses nothing
             if on_eval(step, g, d):
                 break
+        if window_steps == 0:  # a window just closed: the next one times training, not the collapse
+            window_start = time.perf_counter()  # check, samples, checkpoint and scoring that followed it
 
     wall = time.perf_counter() - t0
     rate = (step - start_step) * b / wall if step > start_step else 0.0

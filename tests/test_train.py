@@ -171,3 +171,23 @@ def test_determinism_off_leaves_the_callers_flags_alone():
         assert torch.are_deterministic_algorithms_enabled()
     finally:
         torch.use_deterministic_algorithms(False)
+
+
+def test_the_img_per_s_after_a_scoring_counts_training_only(tmp_path, monkeypatch):
+    import dcgan_ref.train as train_module
+
+    clock = [0.0]  # a clock that only a scoring moves far: each reading advances it by 1 ms
+
+    def perf_counter():
+        clock[0] += 1e-3
+        return clock[0]
+
+    monkeypatch.setattr(train_module.time, "perf_counter", perf_counter)
+    rates = []
+
+    def slow_scoring(step, g, d):
+        clock[0] += 1000.0  # a 1,000-second validation score
+
+    train(_cfg(), _images(), tmp_path, device=CPU, log=lambda s: None, eval_steps=frozenset({2}),
+          on_eval=slow_scoring, on_progress=lambda p: rates.append(p["img_per_s"]))
+    assert len(rates) >= 3 and min(rates) > 0.1 * max(rates), rates  # the window after step 2 is not 1,000 s long
