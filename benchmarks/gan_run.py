@@ -49,7 +49,7 @@ from dcgan_ref import checkpoint
 from dcgan_ref.data import default_cache_dir
 from dcgan_ref.errors import UserError, run_cli
 from dcgan_ref.extractor import DCGANExtractor
-from dcgan_ref.hardware import cpu_name, native_bf16
+from dcgan_ref.hardware import cpu_name, native_bf16, training_bf16
 from dcgan_ref.models import ARCHITECTURES
 from dcgan_ref.tracking import check_tracking_store, git_state, tracked_run
 from dcgan_ref.train import TrainConfig, train
@@ -171,12 +171,8 @@ def _probe_context(args: argparse.Namespace) -> tuple[RunContext, ProtocolData]:
 
 
 def _precision(args: argparse.Namespace) -> bool:
-    if args.precision == "auto":
-        return native_bf16(torch.device("cpu"))
-    if args.precision == "bf16" and not native_bf16(torch.device("cpu")):
-        raise UserError(f"--precision bf16: this CPU ({cpu_name()}) has no native bf16 kernels, where bf16 runs "
-                        f"about 100x slower than fp32; use --precision fp32")
-    return args.precision == "bf16"
+    cpu = torch.device("cpu")
+    return training_bf16(args.precision, cpu, default=native_bf16(cpu))  # auto: bf16 where native
 
 
 def start(args: argparse.Namespace) -> None:

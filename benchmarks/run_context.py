@@ -20,10 +20,9 @@ from benchmarks.spec import ProtocolSpec
 from dcgan_ref.distributed import World
 from dcgan_ref.errors import UserError
 from dcgan_ref.figures.dedup import NearDuplicates, read_near_duplicates
-from dcgan_ref.hardware import native_bf16
+from dcgan_ref.hardware import training_bf16
 from dcgan_ref.models import ARCHITECTURES
 from dcgan_ref.pretrained import load_discriminator
-from dcgan_ref.tracking import device_name
 from dcgan_ref.train import pick_device
 
 
@@ -141,11 +140,7 @@ def parse_run(spec: ProtocolSpec, argv: list[str] | None, log=print) -> RunConte
                                 eval_epochs=args.eval_epochs)
     except ValueError as e:
         raise UserError(str(e)) from None
-    if args.precision == "bf16" and not native_bf16(device):
-        raise UserError(f"--precision bf16: this {device.type} ({device_name(device)}) has no native bf16 kernels, "
-                        f"where bf16 runs about 100x slower than fp32; use --precision fp32")
-    if args.precision != "preset":
-        preset = dataclasses.replace(preset, bf16=args.precision == "bf16")
+    preset = dataclasses.replace(preset, bf16=training_bf16(args.precision, device, default=preset.bf16))
     late = [e for e in preset.eval_epochs if e > preset.gan_epochs]
     if args.eval_epochs and late:
         raise UserError(f"--eval-epochs {','.join(f'{e:g}' for e in late)}: past the GAN's training length "

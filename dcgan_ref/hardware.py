@@ -17,6 +17,8 @@ import platform
 
 import torch
 
+from dcgan_ref.errors import UserError
+
 # CPU flags (Linux /proc/cpuinfo) behind a native bf16 GEMM: AMX tiles, or AVX-512's bf16 dot product.
 BF16_FLAGS = ("amx_bf16", "avx512_bf16")
 
@@ -67,3 +69,13 @@ def native_bf16(device: torch.device) -> bool:
     if device.type != "cpu":
         return False
     return torch.backends.cpu.get_cpu_capability() == "AVX512" and any(f in _cpuinfo()[1] for f in BF16_FLAGS)
+
+
+def training_bf16(choice: str, device: torch.device, default: bool) -> bool:
+    """``--precision`` as bf16 autocast on or off: ``bf16`` (refused where ``device`` would emulate
+    it, about 100x slower than fp32), ``fp32``, or anything else: ``default``."""
+    if choice == "bf16" and not native_bf16(device):
+        name = cpu_name() if device.type == "cpu" else torch.cuda.get_device_name(device)
+        raise UserError(f"--precision bf16: this {device.type} ({name}) has no native bf16 kernels, where bf16 runs "
+                        f"about 100x slower than fp32; use --precision fp32")
+    return {"bf16": True, "fp32": False}.get(choice, default)

@@ -120,15 +120,15 @@ def test_the_authors_discriminator_runs_in_the_cifar10_probe(tiny_folder, tmp_pa
 
 
 def test_precision_is_the_presets_unless_forced_and_bf16_is_refused_where_it_is_emulated(tiny_folder, monkeypatch):
-    from benchmarks import run_context
     from benchmarks.run_context import parse_run
+    from dcgan_ref import hardware
     from dcgan_ref.errors import UserError
 
     base = ["--data", str(tiny_folder), "--device", "cpu", "--no-download"]
-    monkeypatch.setattr(run_context, "native_bf16", lambda device: True)
+    monkeypatch.setattr(hardware, "native_bf16", lambda device: True)
     assert parse_run(CIFAR10_PROBE, [*base, "--preset", "quick"]).preset.bf16 is False  # quick: fp32
     assert parse_run(CIFAR10_PROBE, [*base, "--preset", "quick", "--precision", "bf16"]).preset.bf16 is True
     assert parse_run(CIFAR10_PROBE, [*base, "--preset", "paper", "--precision", "fp32"]).preset.bf16 is False
-    monkeypatch.setattr(run_context, "native_bf16", lambda device: False)
+    monkeypatch.setattr(hardware, "native_bf16", lambda device: False)
     with pytest.raises(UserError, match="no native bf16 kernels"):
         parse_run(CIFAR10_PROBE, [*base, "--preset", "quick", "--precision", "bf16"])
