@@ -43,7 +43,8 @@ def test_gan_sections_come_from_committed_records_alone_and_rows_without_one_are
             "preset": "paper", "gan_data": "Tiny-ImageNet-200 train"}
     old = dict(trained, run="0" * 32, preset="quick")
     pretrained = {"what": "dcgan (runs/x/gan/chosen.pt) + L2-SVM", "run": "1" * 32, "preset": "paper", "gan_data": "-"}
-    line = "".join(report.unpublished_gan_rows([trained, lost, lost, old, pretrained], results))
+    other_table = dict(lost, run="e" * 32)  # the same gan_run's D, scored by the other protocol
+    line = "".join(report.unpublished_gan_rows([trained, lost, other_table, old, pretrained], results))
     assert "dcgan (imagenet32, run tiny-imagenet32, 499,712 images) + L2-SVM [paper]" in line
     assert "dcgan (svhn32) + L2-SVM [quick] (MLflow run 00000000)" in line
     assert line.count("tiny-imagenet32") == 1 and "abcdef12" not in line and "chosen.pt" not in line
