@@ -14,6 +14,7 @@ import shlex
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Callable
 
 import pandas as pd
 import torch
@@ -72,7 +73,7 @@ def plan(args: argparse.Namespace) -> list[Job]:
         jobs += [Job(spec, control, "cnn") for control in spec.controls]
     if args.extractor:
         wanted = set(args.extractor.split(","))
-        jobs = [j for j in jobs if j.extractor in wanted or ("newmu-svhn" in wanted and j.discriminator)]
+        jobs = [j for j in jobs if ("newmu-svhn" in wanted if j.discriminator else j.extractor in wanted)]
     return jobs
 
 
@@ -123,14 +124,34 @@ def _estimate(job: Job, label: str, existing: pd.DataFrame, device: torch.device
     return seconds, "a rough per-image cost"
 
 
-def _done(job: Job, label: str, existing: pd.DataFrame, commit: str, preset: str, sha: str) -> bool:
+# How a protocol names the GAN data it drew from the labelled set itself (benchmarks/protocol_data.py).
+_OWN_GAN_DATA = {"train": "train", "train-minus-val": "train minus validation", "train+extra": "train+extra"}
+
+
+def _same_gan_data(job: Job, args: argparse.Namespace, foreign: str | None) -> Callable[[pd.Series], bool]:
+    """Whether an existing row's D/K-means learned from the data this run would give it: the same
+    label at the same commit on other GAN data (a D trained on Tiny-ImageNet) is another row."""
+    choice = args.gan_data or job.spec.gan_data_default
+
+    def same(row: pd.Series) -> bool:
+        if job.discriminator or row["gan_data"] == "-":  # learns nothing from --gan-data
+            return True
+        if foreign is not None:
+            return str(row["gan_data"]).startswith(f"{foreign} train")
+        return row["gan_data"] == f"{row['dataset']} {_OWN_GAN_DATA[choice]}"
+
+    return same
+
+
+def _done(job: Job, label: str, existing: pd.DataFrame, commit: str, preset: str, sha: str,
+          same_gan_data: Callable[[pd.Series], bool] = lambda row: True) -> bool:
     if not len(existing):
         return False
     clf = CLASSIFIERS[job.classifier].name if job.classifier in CLASSIFIERS else supervised_control.CLASSIFIER
     hit = existing[(existing["protocol"] == job.spec.name) & (existing["extractor"] == label)
                    & (existing["classifier"] == clf) & (existing["preset"] == preset)
                    & (existing["commit"] == commit) & (existing["data_sha256"] == sha)]
-    return bool(len(hit))
+    return bool(len(hit)) and bool(hit.apply(same_gan_data, axis=1).any())
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -165,10 +186,13 @@ def main(argv: list[str] | None = None, log=print) -> list[str]:
     existing = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
 
     budget_s, planned, statuses = args.budget_min * 60, [], []
-    log(f"reproduce: preset {args.preset}, device {device}, budget {args.budget_min:g} min, data {train.description}")
+    foreign = (None if args.gan_data in (None, *_OWN_GAN_DATA)
+               else load_split(args.gan_data, "train", download=False).description)
+    log(f"reproduce: preset {args.preset}, device {device}, budget {args.budget_min:g} min, data {train.description}"
+        + (f", GAN data {foreign}" if foreign else ""))
     for job in plan(args):
         label = _label(job, args, device)
-        if _done(job, label, existing, commit, args.preset, train.sha256):
+        if _done(job, label, existing, commit, args.preset, train.sha256, _same_gan_data(job, args, foreign)):
             statuses.append(f"skip (already in the results at this commit): {job.name}")
             continue
         seconds, source = _estimate(job, label, existing, device, n_train, args.preset)

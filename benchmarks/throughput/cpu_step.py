@@ -37,9 +37,10 @@ from typing import Iterator
 import torch
 
 from benchmarks.results import RESULTS_DIR, write_results
+from benchmarks.results_io import write_atomic
 from benchmarks.row import ResultRow
 from benchmarks.throughput.timing import dcgan_flops, timed_gemm_tflops
-from benchmarks.throughput.workloads import TrainLoop
+from benchmarks.throughput.workloads import TrainLoop, profile_summary
 from dcgan_ref.errors import UserError, run_cli
 from dcgan_ref.hardware import cpu_isa, native_bf16
 from dcgan_ref.models import get_architecture
@@ -170,11 +171,13 @@ def main(argv: list[str] | None = None) -> list[ResultRow]:
                                 description=(__doc__ or "").split("\n\n")[0])
     p.add_argument("--arch", default="imagenet32")
     p.add_argument("--batch", type=int, default=128, help="the trainer's batch (the paper's 128)")
-    p.add_argument("--settings", help="setting names to run, separated by ';' (default: all; bf16 ones only where native)")
+    p.add_argument("--settings", help="setting names, separated by ';' (default: all; bf16 only where native)")
     p.add_argument("--warmup", type=int, default=3, help="untimed steps first (compilation happens here)")
     p.add_argument("--rounds", type=int, default=3)
     p.add_argument("--round-s", type=float, default=10.0, help="each timed round runs whole steps for this long")
     p.add_argument("--results-dir", help="default: results/cpu_step/<isa>/")
+    p.add_argument("--profile", action="store_true",
+                   help="also write a torch.profiler table of the fastest setting's step beside the rows")
     p.add_argument("--threads", type=int, help="torch threads (default: every core, as gan_run trains)")
     args = p.parse_args(argv)
     get_architecture(args.arch)
@@ -194,7 +197,7 @@ def main(argv: list[str] | None = None) -> list[ResultRow]:
     prov = provenance(CPU)
     print(f"{args.arch} training step, batch {args.batch}, on {prov['device']}, {torch.get_num_threads()} threads")
     if skipped:
-        print(f"  skipped (no native bf16 on this CPU, it would only time the emulation): "
+        print("  skipped (no native bf16 on this CPU, it would only time the emulation): "
               + "; ".join(s.name for s in skipped))
     gemm = {"fp32": timed_gemm_tflops(CPU, torch.float32, n=2048, calls=5)}
     if native and any(s.bf16 for s in chosen):
@@ -204,9 +207,9 @@ def main(argv: list[str] | None = None) -> list[ResultRow]:
     measured = [measure(args.arch, args.batch, s, warmup=args.warmup, rounds=args.rounds, round_s=args.round_s)
                 for s in chosen]
     date = dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%d")
+    preset = "paper" if args.batch == 128 else "smoke"  # only the trainer's batch is the trainer's speed
     rows = build_rows(measured, arch=args.arch, batch=args.batch, flops_per_img=flops, gemm=gemm,
-                      prov=provenance(CPU), date=date,
-                      preset="paper" if args.batch == 128 else "smoke")  # provenance at the end: the code as it finished
+                      prov=provenance(CPU), date=date, preset=preset)  # provenance at the end: the code as run
     for m in measured:
         dtype = "bf16" if m.setting.bf16 else "fp32"
         tf = statistics.median(m.img_per_s) * flops / 1e12
@@ -214,6 +217,14 @@ def main(argv: list[str] | None = None) -> list[ResultRow]:
     out = Path(args.results_dir) if args.results_dir else RESULTS_DIR / PROTOCOL / isa_slug()
     csv_path, _ = write_results(PROTOCOL, rows, out)
     print(f"wrote {csv_path}")
+    if args.profile:
+        fastest = max(measured, key=lambda m: statistics.median(m.img_per_s)).setting
+        with _onednn(fastest.onednn):
+            table = profile_summary(train_loop(args.arch, args.batch, fastest), CPU, steps=3,
+                                    title=f"{args.arch} training step, batch {args.batch}, {fastest.name}")
+        path = out / f"profile_{args.arch}.txt"
+        write_atomic(path, table + "\n")
+        print(f"wrote {path}")
     return rows
 
 

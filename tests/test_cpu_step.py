@@ -1,0 +1,61 @@
+"""The CPU training-step benchmark: what it times is the trainer's step, its rows add up, and
+bf16 is never timed where the CPU only emulates it."""
+from __future__ import annotations
+
+import pytest
+import torch
+
+from benchmarks.results import read_results
+from benchmarks.throughput import cpu_step
+from dcgan_ref.errors import UserError
+
+TINY = ["--arch", "svhn32", "--batch", "4", "--warmup", "1", "--rounds", "2", "--round-s", "0.05", "--threads", "1"]
+
+
+def _run(tmp_path, *extra: str) -> list:
+    return cpu_step.main([*TINY, "--results-dir", str(tmp_path), *extra])
+
+
+def test_rows_are_consistent_with_the_counted_flops_and_the_gemm_rate(tmp_path):
+    rows = _run(tmp_path, "--settings", "fp32;fp32, oneDNN off")
+    by = {(r.extractor, r.classifier, r.metric): r for r in rows}
+    gemm = by[("GEMM", "fp32", "limit_gemm_tflops")].value
+    flops = cpu_step.dcgan_flops("svhn32").train_step
+    for setting in ("fp32", "fp32, oneDNN off"):
+        rate = by[("svhn32", setting, "train_img_per_s")]
+        assert rate.value > 0 and rate.n_draws == 2 and rate.batch == 4
+        tflops = by[("svhn32", setting, "train_tflops")].value
+        assert tflops == pytest.approx(rate.value * flops / 1e12, rel=1e-9)
+        assert by[("svhn32", setting, "train_pct_of_gemm")].value == pytest.approx(100 * tflops / gemm, rel=1e-9)
+    assert {r.preset for r in rows} == {"smoke"}  # not the trainer's batch: never a "paper" speed
+    written = read_results(tmp_path / "cpu_step.csv")
+    assert len(written) == len(rows) and set(written["device"]) == {rows[0].device}
+
+
+def test_bf16_is_skipped_not_timed_where_the_cpu_has_no_native_bf16(tmp_path, monkeypatch, capsys):
+    monkeypatch.setattr(cpu_step, "native_bf16", lambda device: False)
+    timed = []
+    real_measure = cpu_step.measure
+    monkeypatch.setattr(cpu_step, "measure", lambda arch, batch, s, **kw: timed.append(s) or real_measure(
+        arch, batch, s, **kw))
+    rows = _run(tmp_path, "--settings", "fp32;bf16, channels_last")
+    assert [s.name for s in timed] == ["fp32"]
+    assert not any("bf16" in r.classifier for r in rows)  # no bf16 GEMM rate either
+    assert "skipped (no native bf16" in capsys.readouterr().out
+
+
+def test_a_setting_changes_only_what_it_names():
+    loop = cpu_step.train_loop("svhn32", 4, cpu_step.Setting(channels_last=True))
+    conv = next(p for p in loop.setup.d.parameters() if p.dim() == 4)
+    assert conv.is_contiguous(memory_format=torch.channels_last) and not conv.is_contiguous()
+    assert loop.data.next().is_contiguous(memory_format=torch.channels_last)
+    assert not loop.setup.settings.bf16
+    with cpu_step._onednn(False):
+        assert not torch.backends.mkldnn.enabled
+    assert torch.backends.mkldnn.enabled  # restored after
+
+
+def test_an_unknown_setting_is_a_clear_error(tmp_path):
+    with pytest.raises(UserError, match="unknown setting.*known: fp32"):
+        _run(tmp_path, "--settings", "fp16")
+    assert not (tmp_path / "cpu_step.csv").exists()
