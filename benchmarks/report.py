@@ -236,6 +236,36 @@ def _throughput(results_dir: Path) -> str:
     return tabulate(lines, headers="keys", tablefmt="github", disable_numparse=True) + "\n"
 
 
+def _cpu_step(results_dir: Path) -> list[str]:
+    """The training step on each CPU measured (``benchmarks.throughput.cpu_step``): one line per
+    architecture and setting, its rate, TFLOP/s and share of the same dtype's measured GEMM rate."""
+    paths = sorted((results_dir / "cpu_step").glob("*/cpu_step.csv"))
+    if not paths:
+        return ["_No CPU step measurement yet (`python -m benchmarks.throughput.cpu_step`)._\n"]
+    lines = []
+    for path in paths:
+        df = read_results(path)
+        df = df[(df["source"] == "ours") & (df["preset"] == "paper")]
+        gemm = {r["classifier"]: r["value"] for r in df[df["metric"] == "limit_gemm_tflops"].to_dict("records")}
+        steps = df[df["metric"] != "limit_gemm_tflops"]
+        for (arch, setting), g in steps.groupby(["extractor", "classifier"], sort=False):
+            v = dict(zip(g["metric"], zip(g["value"], g["std"])))
+            dtype = setting.split(",")[0]
+            lines.append({"CPU": g["device"].iloc[0].removeprefix("cpu: "),
+                          "step": f"{arch}, batch {int(g['batch'].iloc[0])}",
+                          "setting": setting, "img/s": format_value(*v["train_img_per_s"]),
+                          "TFLOP/s": f"{v['train_tflops'][0]:.3f}",
+                          "% of the GEMM rate": f"{v['train_pct_of_gemm'][0]:.0f}% of "
+                                                f"{gemm.get(dtype, float('nan')):.2f} TFLOP/s",
+                          "commit": str(g["commit"].iloc[0])[:7]})
+    return ["How close the GAN training step (D and G, forwards and backwards; FLOPs counted by "
+            "`torch.utils.flop_counter`) comes to each CPU's own n x n GEMM rate of the same dtype, measured in "
+            "the same process, setting by setting (`python -m benchmarks.throughput.cpu_step`; `±`: spread over "
+            "timed rounds). `gan_run` trains with bf16 autocast where the CPU has native bf16, else fp32, and "
+            "channels_last; not with torch.compile.\n",
+            tabulate(lines, headers="keys", tablefmt="github", disable_numparse=True) + "\n"]
+
+
 def _provenance(all_rows: list[dict[str, Any]]) -> str:
     lines = []
     for r in all_rows:
@@ -289,6 +319,7 @@ def write_report(results_dir: str | Path | None = None, commands: list[str] | No
     parts += ["## The gap to the paper's DCGAN row, decomposed\n", *gap_section(results_dir)]
     parts += ["## Sensitivity to the unstated choices\n", *_sensitivity(results_dir, charts)]
     parts += ["## Throughput\n", _throughput(results_dir)]
+    parts += ["### The training step on a CPU\n", *_cpu_step(results_dir)]
     parts += ["## What each row cost\n", _costs(all_rows)]
     parts.append("## How this was obtained\n")
     if commands:

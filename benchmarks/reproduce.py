@@ -29,6 +29,7 @@ from benchmarks.spec import ProtocolSpec
 from benchmarks.throughput.cli import main as throughput_main
 from dcgan_ref.data import load_split
 from dcgan_ref.errors import Terminated, run_cli
+from dcgan_ref.models import ARCHITECTURES
 from dcgan_ref.tracking import check_tracking_store, git_state
 from dcgan_ref.train import pick_device
 
@@ -90,6 +91,8 @@ def _argv(job: Job, args: argparse.Namespace) -> list[str]:
         argv[argv.index("--data") + 1] = args.svhn_data
     if args.gan_data:
         argv += ["--gan-data", args.gan_data]
+    if args.arch and job.extractor not in job.spec.controls:
+        argv += ["--arch", args.arch]
     if args.device:
         argv += ["--device", args.device]
     return argv + (["--no-download"] if args.no_download else [])
@@ -101,13 +104,14 @@ def _label(job: Job, args: argparse.Namespace, device: torch.device) -> str:
     arch = preset.arch or job.spec.arch
     if job.extractor in job.spec.controls:
         return supervised_control.label(arch)
+    arch = args.arch or arch
     ctx = registry.BuildContext(device=device, seed=args.seed, image_size=32, n_fit_images=1, out_dir=Path(args.out),
                                 arch=arch, gan_epochs=1, discriminator=job.discriminator)
     return registry.build(job.extractor, ctx).label
 
 
-def _estimate(job: Job, label: str, existing: pd.DataFrame, device: torch.device, n_train: int, preset: str
-              ) -> tuple[float, str]:
+def _estimate(job: Job, label: str, existing: pd.DataFrame, device: torch.device, n_train: int, preset: str,
+              arch: str | None = None) -> tuple[float, str]:
     kind = "cuda" if device.type == "cuda" else "cpu"
     if len(existing):
         same = existing[(existing["protocol"] == job.spec.name) & (existing["extractor"] == label)
@@ -119,7 +123,7 @@ def _estimate(job: Job, label: str, existing: pd.DataFrame, device: torch.device
     seconds = CPU_S_PER_1K.get(key, 60) * n_train / 1000 / (GPU_SPEEDUP if kind == "cuda" else 1)
     if job.extractor == "dcgan" and not job.discriminator:  # plus training the GAN
         p = PRESETS[preset]
-        arch = p.arch or job.spec.arch
+        arch = arch or p.arch or job.spec.arch
         seconds += p.gan_epochs * min(p.gan_images or n_train, n_train) / TRAIN_IMG_PER_S[kind][arch]
     return seconds, "a rough per-image cost"
 
@@ -161,6 +165,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--svhn-data", help="official SVHN .mat folder for Table 2 (default: Table 2's protocol on --data)")
     p.add_argument("--gan-data", help="unlabelled data for the GAN/K-means (passed to every row)")
     p.add_argument("--newmu", default=str(DEFAULT_NEWMU), help="folder of the authors' released SVHN DCGAN")
+    p.add_argument("--arch", choices=sorted(ARCHITECTURES),
+                   help="every D's architecture (default: the preset's, else each protocol's own)")
     p.add_argument("--extractor", help="only these rows (comma list of extractor names, or newmu-svhn)")
     p.add_argument("--budget-min", type=float, default=60.0, help="skip rows that would not fit (estimated)")
     p.add_argument("--seed", type=int, default=0)
@@ -195,7 +201,7 @@ def main(argv: list[str] | None = None, log=print) -> list[str]:
         if _done(job, label, existing, commit, args.preset, train.sha256, _same_gan_data(job, args, foreign)):
             statuses.append(f"skip (already in the results at this commit): {job.name}")
             continue
-        seconds, source = _estimate(job, label, existing, device, n_train, args.preset)
+        seconds, source = _estimate(job, label, existing, device, n_train, args.preset, args.arch)
         if seconds > budget_s:
             statuses.append(f"skip (estimated {seconds / 60:.1f} min from {source}, over the budget left): {job.name}")
             continue

@@ -64,3 +64,41 @@ def test_report_renders_from_the_committed_results_alone(tmp_path):
         shutil.copy(p, tmp_path / p.name)
     text = Path(write_report(tmp_path)).read_text()
     assert "Table 1" in text and (tmp_path / "report" / "cifar10_probe.png").exists()
+
+
+def _args(**kw):
+    return reproduce.build_parser().parse_args(["--data", "x", *sum(([f"--{k.replace('_', '-')}", v]
+                                                                      for k, v in kw.items()), [])])
+
+
+def test_a_row_is_done_only_on_the_same_gan_data():
+    """A D trained on Tiny-ImageNet and one trained on CIFAR-10's own images carry the same label at the
+    same commit: the second run must not skip its row because the first one's exists."""
+    job = reproduce.Job(reproduce.CIFAR10_PROBE, "dcgan")
+    existing = pd.DataFrame([dict(protocol="cifar10_probe", extractor="dcgan (imagenet32)", classifier="L2-SVM",
+                                  preset="paper", commit="c", data_sha256="s", dataset="CIFAR-10 (JPEG copy)",
+                                  gan_data="Tiny-ImageNet-200 (32x32 JPEG) train")])
+
+    def done(args, foreign):
+        return reproduce._done(job, "dcgan (imagenet32)", existing, "c", "paper", "s",
+                               reproduce._same_gan_data(job, args, foreign))
+
+    assert done(_args(gan_data="tiny.tar.xz"), "Tiny-ImageNet-200 (32x32 JPEG)")
+    assert not done(_args(), None)  # the protocol's own training images: another row
+    existing.loc[0, "gan_data"] = "CIFAR-10 (JPEG copy) train"
+    assert done(_args(), None) and done(_args(gan_data="train"), None)
+    assert not done(_args(gan_data="tiny.tar.xz"), "Tiny-ImageNet-200 (32x32 JPEG)")
+    existing.loc[0, "gan_data"] = "-"  # pixels, random-init D: nothing learned from --gan-data
+    assert done(_args(gan_data="tiny.tar.xz"), "Tiny-ImageNet-200 (32x32 JPEG)")
+
+
+def test_extractor_dcgan_plans_our_ds_only_and_arch_reaches_every_d_row(tmp_path):
+    newmu = tmp_path / "newmu"
+    newmu.mkdir()
+    args = _args(extractor="dcgan,random-d", newmu=str(newmu), arch="imagenet32", preset="paper")
+    jobs = reproduce.plan(args)
+    assert [(j.spec.name, j.extractor, j.discriminator) for j in jobs] == [
+        (s, e, None) for s in ("cifar10_probe", "svhn_1000") for e in ("dcgan", "random-d")]
+    assert all(reproduce._argv(j, args)[-2:] == ["--arch", "imagenet32"] for j in jobs)
+    assert [j.discriminator for j in reproduce.plan(_args(extractor="newmu-svhn", newmu=str(newmu),
+                                                          preset="paper"))] == [f"newmu-svhn:{newmu}"] * 2
