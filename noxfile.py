@@ -103,6 +103,12 @@ def throughput(session: nox.Session) -> None:
 
 
 @nox.session
+def cpu_step(session: nox.Session) -> None:
+    """The GAN training step on this CPU, setting by setting, against its GEMM rate (rows per ISA)."""
+    session.run(_python(session), "-m", "benchmarks.throughput.cpu_step", *session.posargs, external=True)
+
+
+@nox.session
 def gan_run(session: nox.Session) -> None:
     """A GAN training that outlives a session: ``start`` (resumes when run again), ``status``."""
     session.run(_python(session), "-m", "benchmarks.gan_run", *session.posargs, external=True)
@@ -110,5 +116,5 @@ def gan_run(session: nox.Session) -> None:
 
 @nox.session
 def figures(session: nox.Session) -> None:
-    """The paper's figures from one G/D pair into docs/figures/ (see README's gallery)."""
+    """The paper's figures from one G/D pair into docs/figures/, and docs/FIGURES.md from their JSON."""
     session.run(_python(session), "-m", "dcgan_ref.figures", *session.posargs, external=True)

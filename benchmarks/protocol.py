@@ -29,6 +29,7 @@ from benchmarks.gan_publish import training_record, write_record
 from benchmarks.protocol_data import ProtocolData, load_data
 from benchmarks.results import (
     RESULTS_DIR,
+    draws_choice_note,
     empty_frame,
     format_value,
     merge_rows,
@@ -194,12 +195,13 @@ def evaluate(run: RunContext, data: ProtocolData, feats: Features, kind: str, lo
             log(f"  all labels without {removed} near-duplicate test images: test {format_value(_stored(acc))}%")
     clf = cls(n_classes)
     ev = evaluation.label_draws_eval(clf, feats.train, y, feats.test, y_test, data.val_rows, data.rest_idx,
-                                     run.per_class, run.draws, run.seed, grid)
+                                     run.per_class, run.draws, run.seed, grid, cv_folds=spec.draws_cv_folds)
     value = 100.0 - ev.test_accuracy if spec.report_error else ev.test_accuracy
     metric = spec.draws_metric_for(run.per_class, n_classes)
-    scored.append(Scored(metric, value, ev, clf.diagnostics()))
+    choice = draws_choice_note(spec.draws_cv_folds, clf.hyper, run.per_class * n_classes)
+    scored.append(Scored(metric, value, ev, clf.diagnostics(), notes=choice))
     log(f"  {run.per_class} labels/class x {run.draws} draws: {clf.hyper}={ev.chosen:g} -> "
-        f"{metric} {format_value(_stored(value), _stored(ev.test_std))}%")
+        f"{metric} {format_value(_stored(value), _stored(ev.test_std))}%" + (f" ({choice})" if choice else ""))
     for s in scored:
         if len(grid) > 1 and s.evaluation.chosen in (min(grid), max(grid)):
             log(f"  warning: {clf.hyper}={s.evaluation.chosen:g} is at the edge of the grid {list(grid)}; widen it")

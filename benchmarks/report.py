@@ -21,7 +21,7 @@ from tabulate import tabulate
 from benchmarks.gan_publish import GAN_RUN_SCORE
 from benchmarks.gap import gap_section
 from benchmarks.paper import compare
-from benchmarks.results import METRIC_NAMES, RESULTS_DIR, format_value, read_results
+from benchmarks.results import METRIC_NAMES, RESULTS_DIR, format_value, metric_label, read_results
 from benchmarks.results_io import write_atomic
 from benchmarks.sensitivity import read_sensitivity, top_knobs
 from dcgan_ref.errors import run_cli
@@ -48,7 +48,7 @@ def _rows(df: pd.DataFrame, protocol: str) -> list[dict[str, Any]]:
     for r in _latest_ours(df).to_dict("records"):
         c = compare(protocol, r)
         out.append({"what": f"{r['extractor']} + {r['classifier']}",
-                    "metric": METRIC_NAMES.get(r["metric"], r["metric"]), "data": r["dataset"],
+                    "metric": metric_label(r["metric"], r["notes"]), "data": r["dataset"],
                     "ours": r["value"], "std": r["std"], "paper": c.paper.value if c is not None and c.like else None,
                     "unlike": c.describe() if c is not None else "", "preset": r["preset"],
                     "device": r["device"], "date": r["date"], "commit": str(r["commit"])[:7],

@@ -10,6 +10,7 @@ from __future__ import annotations
 import dataclasses
 import math
 import os
+import re
 from pathlib import Path
 from typing import Any, Iterable
 
@@ -95,6 +96,24 @@ def _blank(v: Any) -> str:
     return "" if v is None or (isinstance(v, float) and math.isnan(v)) else str(v)
 
 
+# A label-draws row's notes say how it chose its hyperparameter when that was cross-validation within
+# each draw (the CIFAR-10 probe's default); a draws row without it chose on the validation split.
+_DRAWS_CV = "cross-validation within each draw"
+
+
+def draws_choice_note(cv_folds: int, hyper: str, n_labels: int) -> str:
+    return f"{hyper} chosen per draw by {cv_folds}-fold {_DRAWS_CV}'s {n_labels:,} labels" if cv_folds else ""
+
+
+def metric_label(metric: str, notes: object = "") -> str:
+    """The table name of a metric; the CIFAR-10 probe's label draws also say how they chose."""
+    label = METRIC_NAMES.get(metric, metric)
+    if re.fullmatch(r"test_accuracy_\d+pc", metric):
+        label += (", chosen by cross-validation in each draw" if _DRAWS_CV in str(notes)
+                  else ", chosen on the validation split")
+    return label
+
+
 METRIC_NAMES = {"test_accuracy": "all labels", "test_accuracy_400pc": "400 labels/class",
                 "test_accuracy_no_near_duplicates": "all labels, test without near-duplicates of train",
                 "test_error_1000": "1,000 labels, test error", "val_error_1000": "1,000 labels, validation error"}
@@ -107,7 +126,7 @@ def _compact(df: pd.DataFrame) -> str:
     for r in df[df["source"] != "paper"].to_dict("records"):
         c = compare(r["protocol"], r)
         what = " + ".join(x for x in (_blank(r["extractor"]), _blank(r["classifier"])) if x)
-        what += f" · {METRIC_NAMES.get(r['metric'], r['metric'])}"
+        what += f" · {metric_label(r['metric'], r['notes'])}"
         what += f" @ batch {int(r['batch'])}" if not pd.isna(r["batch"]) else ""
         what += f" · seed {int(r['seed'])}" if not pd.isna(r["seed"]) and int(r["seed"]) != 0 else ""
         run = ", ".join(x for x in (f"commit {_blank(r['commit'])[:7]}" if _blank(r["commit"]) else "",

@@ -77,7 +77,8 @@ class Setting:
     layers: tuple[int, ...] | None = None  # None: every conv layer
     scaling: str = "standardise"
     classifier: str = "svm"
-    cv_folds: int = 0             # 0: C chosen on the validation split
+    full_cv_folds: int = 0        # all labels: 0 chooses C on the validation split, k > 0 by k-fold CV
+    draws_cv_folds: int | None = None  # label draws: None as the protocol chooses (spec.draws_cv_folds)
     data: str | None = None       # encoding knob: evaluate on this data instead (fit and all)
 
     @property
@@ -104,7 +105,7 @@ class Outcome:
 
 
 def plan(extractor, *, bn_data: str | None, encoding_pair: tuple[str, str] | None, cv_folds: int,
-         knobs: tuple[str, ...], pretrained: bool) -> list[Setting | Skipped]:
+         knobs: tuple[str, ...], pretrained: bool, draws_cv_folds: int = 0) -> list[Setting | Skipped]:
     """The default, then every knob's alternatives (or why a knob cannot be measured here)."""
     out: list[Setting | Skipped] = [Setting("default", "the probe's pipeline", default=True)]
     is_d = isinstance(extractor, DCGANExtractor)
@@ -137,9 +138,15 @@ def plan(extractor, *, bn_data: str | None, encoding_pair: tuple[str, str] | Non
                 continue
             out += [Setting(knob, "4x4 average", pool="avg"), Setting(knob, "2x2 max", grid=2),
                     Setting(knob, "global max", grid=1)]
-        elif knob == "C choice":
-            out.append(Setting(knob, f"{cv_folds}-fold cross-validation (label draws: within each draw)",
-                               cv_folds=cv_folds))
+        elif knob == "C choice":  # the other way for each evaluation (the draws' default is the protocol's)
+            out.append(Setting(knob, f"all labels: {cv_folds}-fold cross-validation over the training images",
+                               full_cv_folds=cv_folds))
+            if draws_cv_folds:
+                out.append(Setting(knob, "label draws: on the validation split (mean over the draws; more labels "
+                                         "than a draw holds)", draws_cv_folds=0))
+            else:
+                out.append(Setting(knob, f"label draws: {cv_folds}-fold cross-validation within each draw",
+                                   draws_cv_folds=cv_folds))
             # "on the test set" comes from the default's own fits (test_every), never from a choice.
         elif knob == "GAN length":
             out.append(Skipped(knob, "each saved epoch", not_d if not is_d else
@@ -194,11 +201,13 @@ def evaluate(run: RunContext, data: ProtocolData, setting: Setting, raw: tuple[t
     clf = CLASSIFIERS[setting.classifier]
     val_rows, fit_rows = val_fit if val_fit is not None else (data.val_rows, data.fit_rows)
     full = evaluation.full_data_eval(clf(n_classes), train, y, test, y_test, val_rows, fit_rows, grid,
-                                     cv_folds=setting.cv_folds, cv_seed=run.seed, test_every=test_every)
+                                     cv_folds=setting.full_cv_folds, cv_seed=run.seed, test_every=test_every)
     scarce = None
     if draws:
         scarce = evaluation.label_draws_eval(clf(n_classes), train, y, test, y_test, data.val_rows, data.rest_idx,
-                                             run.per_class, run.draws, run.seed, grid, cv_folds=setting.cv_folds,
+                                             run.per_class, run.draws, run.seed, grid,
+                                             cv_folds=run.spec.draws_cv_folds if setting.draws_cv_folds is None
+                                             else setting.draws_cv_folds,
                                              test_every=test_every)
     notes = []
     for ev, what in ((full, "all labels"), (scarce, "draws")):
@@ -421,6 +430,7 @@ def main(argv: list[str] | None = None, log=print) -> list[dict[str, Any]]:
         raise UserError(f"--extractor {name} trains a GAN: train it with the CIFAR-10 probe first, then pass its "
                         f"--discriminator <run>/gan/chosen.pt (or newmu-svhn:<dir>)")
     steps = plan(extractor, bn_data=args.bn_data, encoding_pair=pair, cv_folds=args.cv_folds, knobs=knobs,
+                 draws_cv_folds=run.spec.draws_cv_folds,
                  pretrained=run.discriminator is not None)
     settings = [s for s in steps if isinstance(s, Setting)]
     skipped = [s for s in steps if isinstance(s, Skipped)]

@@ -224,3 +224,32 @@ def test_a_draw_of_another_size_is_never_filed_as_the_papers():
     assert CIFAR10_PROBE.draws_metric_for(300, 10) == "test_accuracy_300pc"
     assert SVHN_1000.draws_metric_for(100, 10) == "test_error_1000"
     assert SVHN_1000.draws_metric_for(10, 10) == "test_error_100"
+
+
+def test_the_probes_label_draws_choose_c_on_their_own_labels(tiny_folder, tmp_path, monkeypatch):
+    """Label-honest: a CIFAR-10 probe draw chooses C by cross-validation within its own labels, so
+    scrambling the validation split's labels changes no draw's choice or result; the row says how."""
+    argv = _smoke(tiny_folder, tmp_path, "--extractor", "pixels")
+    cv_calls = []
+    real_cv = protocol.evaluation.cv_scores
+    monkeypatch.setattr(protocol.evaluation, "cv_scores",
+                        lambda *a, **kw: cv_calls.append(len(a[1])) or real_cv(*a, **kw))
+    honest = run_protocol(CIFAR10_PROBE, argv)
+    n_draws, per_class = PRESETS["smoke"].n_draws, PRESETS["smoke"].per_class
+    assert cv_calls == [10 * per_class] * n_draws  # one cross-validation per draw, on the draw's own labels
+    load = protocol.load_data
+
+    def scrambled(run, log=print):
+        data = load(run, log)
+        labels = data.train.labels.clone()
+        val = labels[data.n_fit:]
+        labels[data.n_fit:] = val[torch.randperm(len(val), generator=torch.Generator().manual_seed(0))]
+        data.train = dataclasses.replace(data.train, labels=labels)
+        return data
+
+    monkeypatch.setattr(protocol, "load_data", scrambled)
+    scrambled_rows = run_protocol(CIFAR10_PROBE, argv)
+    draws = [[r for r in rows if r.metric.endswith("pc")] for rows in (honest, scrambled_rows)]
+    assert draws[0] and [(r.C, r.value, r.std) for r in draws[0]] == [(r.C, r.value, r.std) for r in draws[1]]
+    assert all("5-fold cross-validation within each draw" in r.notes for r in draws[0])
+    assert CIFAR10_PROBE.draws_cv_folds == 5 and SVHN_1000.draws_cv_folds == 0  # Table 2: the paper's SVHN rule

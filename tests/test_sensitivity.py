@@ -152,11 +152,12 @@ def test_the_other_losses_classify_separable_data(name):
     assert (predictors[1.0](x) == y).float().mean() > 0.97
 
 
-@pytest.mark.parametrize("name", ["hinge", "logistic"])
+@pytest.mark.parametrize("name", ["svm", "hinge", "logistic"])
 def test_wide_data_is_fitted_on_its_thin_factor_to_the_same_model(name, monkeypatch):
     """Fewer rows than features: the fit on ``F`` (X = F Q^T) mapped back by Q is the fit on X."""
     from benchmarks import classifiers
     from benchmarks.hinge import hinge_objective
+    from benchmarks.svm import svm_objective
 
     g = torch.Generator().manual_seed(2)
     y = torch.arange(60) % 3
@@ -171,6 +172,8 @@ def test_wide_data_is_fitted_on_its_thin_factor_to_the_same_model(name, monkeypa
     assert [f["fit_dim"] for f in full_clf.diagnostics()] == [200, 200]
 
     def objective(m, c):  # each loss's own primal, on X
+        if name == "svm":
+            return svm_objective(m, x, y, c).sum()
         if name == "hinge":
             return hinge_objective(torch.cat([m.weight, m.bias[:, None]], 1).double(), x, y, c, 3).sum()
         loss = torch.nn.functional.cross_entropy(m.decision_function(x).double(), y, reduction="sum")

@@ -10,7 +10,7 @@ from pathlib import Path
 from dcgan_ref.data import load_split
 from dcgan_ref.errors import UserError, run_cli
 from dcgan_ref.features import set_population_bn_stats
-from dcgan_ref.figures import arithmetic, collapse, dedup, guided_backprop, latent_walk, memorisation
+from dcgan_ref.figures import arithmetic, collapse, dedup, guided_backprop, latent_walk, memorisation, page
 from dcgan_ref.figures.inputs import FigureInputs, load_gan, prepare_generator
 from dcgan_ref.models import build_gan
 from dcgan_ref.newmu import SPEC_PREFIX
@@ -142,13 +142,13 @@ def main(argv: list[str] | None = None) -> None:
                 where, numbers = out, DATA_FIGURES[name](real, held_out, out, args)
             else:
                 where, numbers = out, collapse.make({k: collapse.from_mlflow(v) for k, v in collapse_runs.items()},
-                                                    out, {k: f"MLflow run {v} ({mlflow.get_tracking_uri()})"
-                                                          for k, v in collapse_runs.items()})
+                                                    out, {k: f"MLflow run {v}" for k, v in collapse_runs.items()})
             mlflow.log_metrics(_flat_numbers(name, numbers, {}))
             written = sorted(where.glob(f"{name}*"))
             for f in written:
                 mlflow.log_artifact(str(f), "figures")
             print(f"{name}: {', '.join(map(str, written))} ({time.perf_counter() - t0:.1f} s)")
+    print(f"page: {page.write(out)}")  # the numbers a reader sees, from these JSONs
 
 
 if __name__ == "__main__":
