@@ -24,9 +24,11 @@ class Classifier(Protocol):
     preset_grid: str  # the Preset field holding its grid
 
     def sweep(self, x: torch.Tensor, y: torch.Tensor, grid: Sequence[Any],
-              until: Callable[[Any, Predictor], bool] | None = None) -> dict[Any, Predictor]:
+              until: Callable[[Any, Predictor], bool] | None = None,
+              thin: "ThinFactor | None" = None) -> dict[Any, Predictor]:
         """One fitted predictor per grid value (warm-started where that helps), in the
-        grid's order; ``until(value, predictor)`` returning True ends the sweep early."""
+        grid's order; ``until(value, predictor)`` returning True ends the sweep early.
+        ``thin``: ``x``'s thin factor when the caller has it already (see :func:`thin_factor`)."""
 
     def diagnostics(self) -> list[dict[str, Any]]:
         """One record per fit since construction (solver convergence etc.)."""
@@ -55,6 +57,11 @@ class ThinFactor:
         return dataclasses.replace(thin, weight=(thin.weight @ self.Q.T).contiguous())
 
 
+def thin_factor(x: torch.Tensor) -> "ThinFactor | None":
+    """The thin factor of a wide matrix (more than ``THIN_ABOVE`` features per row), else None."""
+    return ThinFactor(x) if x.shape[1] > THIN_ABOVE * len(x) else None
+
+
 class L2SVMClassifier:
     name, hyper, preset_grid = "L2-SVM", "C", "C_grid"
 
@@ -62,12 +69,15 @@ class L2SVMClassifier:
         self.n_classes, self.backend, self.log, self.quiet_below_s = n_classes, backend, log, quiet_below_s
         self._fits: list[dict[str, Any]] = []
 
-    def sweep(self, x, y, grid, until=None):
+    def sweep(self, x, y, grid, until=None, thin=None):
         models, prev = {}, None
         t0 = time.perf_counter()
         # Fewer rows than features (the label draws: 4,000 x 28,672): the same optimum on the thin
         # factor, each pass d/n times cheaper; the duality gap is the same too (it depends on X X^T).
-        thin = ThinFactor(x) if self.backend == "torch" and x.shape[1] > THIN_ABOVE * len(x) else None
+        if self.backend != "torch":
+            thin = None
+        elif thin is None:
+            thin = thin_factor(x)
         fx = thin.F if thin is not None else x
         # The preconditioner's subspace depends on x alone: computed once, shared by every C.
         basis = svm.subspace_basis(fx) if self.backend == "torch" else None
@@ -112,10 +122,10 @@ class _OtherLoss:
     def _fit(self, x, y, c: float, prev: svm.LinearSVM | None) -> svm.LinearSVM:
         raise NotImplementedError
 
-    def sweep(self, x, y, grid, until=None):
+    def sweep(self, x, y, grid, until=None, thin=None):
         models, prev = {}, None
         t0 = time.perf_counter()
-        thin = ThinFactor(x) if x.shape[1] > THIN_ABOVE * len(x) else None
+        thin = thin if thin is not None else thin_factor(x)
         fx = thin.F if thin is not None else x
         setup_s = time.perf_counter() - t0
         if thin is not None and setup_s >= self.quiet_below_s:
@@ -181,7 +191,7 @@ class KNNClassifier:
     def __init__(self, n_classes: int) -> None:
         self.n_classes = n_classes
 
-    def sweep(self, x, y, grid, until=None):  # one search serves every k: nothing to stop early, until unused
+    def sweep(self, x, y, grid, until=None, thin=None):  # one search serves every k: until, thin unused
         """Predictors for every k from ONE neighbour search per query set (cached on the query)."""
         k_max, cache = max(grid), {}
 

@@ -10,7 +10,7 @@ from typing import Any, Sequence
 
 import torch
 
-from benchmarks.classifiers import Classifier
+from benchmarks.classifiers import Classifier, thin_factor
 from benchmarks.splits import draw_per_class
 
 
@@ -195,8 +195,13 @@ def label_draws_eval(clf: Classifier, x: torch.Tensor, y: torch.Tensor, x_test: 
     for i in range(n_draws):
         draw_seed = seed * 1000 + i
         idx = draw_per_class(y.cpu(), pool_idx, per_class, draw_seed).to(dev)
-        predictors = clf.sweep(x[idx], y[idx], grid)
-        scores = (cv_scores(clf, x[idx], y[idx], grid, cv_folds, draw_seed) if cv_folds
+        xd, yd = x[idx], y[idx]
+        # One thin factor per draw (X = F Q^T) serves the draw's fit and every fold of its
+        # cross-validation: a fold's rows lie in the draw's row space, where F keeps every inner
+        # product and distance, so each fold's model and held-out predictions are the same on F.
+        thin = thin_factor(xd) if cv_folds else None
+        predictors = clf.sweep(xd, yd, grid, thin=thin)
+        scores = (cv_scores(clf, thin.F if thin is not None else xd, yd, grid, cv_folds, draw_seed) if cv_folds
                   else {h: accuracy(p(x_val), y_val) for h, p in predictors.items()})
         per_draw.append((draw_seed, predictors, scores))
     val_scores = {h: sum(d[2][h] for d in per_draw) / n_draws for h in grid}

@@ -24,6 +24,7 @@ from benchmarks.paper import compare
 from benchmarks.results import METRIC_NAMES, RESULTS_DIR, format_value, metric_label, read_results
 from benchmarks.results_io import write_atomic
 from benchmarks.sensitivity import read_sensitivity, top_knobs
+from benchmarks.spec import CIFAR10_PROBE, SVHN_1000
 from dcgan_ref.errors import run_cli
 
 matplotlib.use("Agg")  # files only, no display
@@ -73,6 +74,21 @@ def _title(protocol: str, rows: list[dict[str, Any]]) -> str:
     """The table's title, naming the data its rows ran on."""
     data = ", ".join(dict.fromkeys(str(r["data"]) for r in rows)) or "no data yet"
     return TABLES[protocol][0].format(data=data)
+
+
+def _choice_note(protocol: str) -> str:
+    """How the table's rows chose C, said beside the table (from the protocol's spec)."""
+    spec = {s.name: s for s in (CIFAR10_PROBE, SVHN_1000)}[protocol]
+    full = ("All labels: C chosen on a class-balanced validation split of train, then refit on all of train. "
+            if spec.full_data else "")
+    if spec.draws_cv_folds:
+        draws = (f"Label draws: each draw chooses C by {spec.draws_cv_folds}-fold cross-validation within its own "
+                 f"{spec.per_class} labels per class, never the validation split (which holds more labels than a "
+                 "draw); rows made before this default chose on the validation split, and their metric says so.")
+    else:
+        draws = ("Label draws: C chosen by the mean validation error over the draws on the validation split, the "
+                 "paper's own rule for SVHN.")
+    return full + draws + "\n"
 
 
 def _absent_paper_note(protocol: str, rows: list[dict[str, Any]]) -> str:
@@ -310,6 +326,7 @@ def write_report(results_dir: str | Path | None = None, commands: list[str] | No
             parts.append("_No rows of ours yet._\n")
             continue
         parts.append(_table(rows))
+        parts.append(_choice_note(protocol))
         parts.append(_absent_paper_note(protocol, rows))
         chart = bar_chart(rows, title, charts / f"{protocol}.png")
         parts.append(f"![{title}](report/{chart.name})\n")

@@ -28,12 +28,16 @@ for _name in ("mlflow", "alembic"):  # their schema-migration chatter is not our
 
 
 def git_state() -> tuple[str, bool]:
-    """(commit, dirty) of the checkout this code runs from; ("unknown", True) outside git."""
+    """(commit, dirty) of the checkout this code runs from, dirty when a tracked file outside
+    ``results/`` differs from the commit; ("unknown", True) outside git."""
     try:
         commit = subprocess.run(["git", "rev-parse", "HEAD"], cwd=REPO, capture_output=True,
                                 text=True, check=True, timeout=10).stdout.strip()
-        status = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=REPO,
-                                capture_output=True, text=True, check=True, timeout=10).stdout
+        # results/ is what runs write (each protocol run adds its rows there): a table changed by the
+        # run before is not a change to the code, or every row after the first of a session would be dirty.
+        status = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no", "--", ".",
+                                 ":(exclude)results"], cwd=REPO, capture_output=True, text=True, check=True,
+                                timeout=10).stdout
         return commit, bool(status.strip())
     except (OSError, subprocess.SubprocessError):
         return "unknown", True

@@ -47,7 +47,7 @@ class _SpyClassifier:
     def __init__(self, answers):
         self.answers, self.fits = answers, []
 
-    def sweep(self, x, y, grid, until=None):  # fits every value at once, like KNN: until unused
+    def sweep(self, x, y, grid, until=None, thin=None):  # fits every value at once, like KNN: until unused
         self.fits.append(len(x))
         return {h: self.answers[h] for h in grid}
 
@@ -110,7 +110,7 @@ def test_the_all_labels_sweep_stops_only_after_validation_clearly_falls():
         def __init__(self):
             self.fitted = []
 
-        def sweep(self, x, y, grid, until=None):
+        def sweep(self, x, y, grid, until=None, thin=None):
             out = {}
             for c in grid:
                 self.fitted.append(c)
@@ -130,3 +130,19 @@ def test_the_all_labels_sweep_stops_only_after_validation_clearly_falls():
     # 4 is within 0.5 of the best (70): not a decline; 5 and 6 are: stop after 6.
     assert clf.fitted[:6] == [1, 2, 3, 4, 5, 6] and 7 not in clf.fitted
     assert ev.chosen == 3 and list(ev.val_scores) == [1, 2, 3, 4, 5, 6]
+
+
+@pytest.mark.parametrize("name", ["svm", "knn"])
+def test_cross_validation_on_a_draws_thin_factor_is_cross_validation_on_the_draw(name):
+    """Each fold's rows lie in the draw's row space, where the thin factor keeps every inner product and
+    distance: the fold scores (so the choice) are those computed on the wide features themselves."""
+    from benchmarks.classifiers import CLASSIFIERS, ThinFactor
+
+    g = torch.Generator().manual_seed(3)
+    y = torch.arange(90) % 3
+    x = torch.randn(90, 400, generator=g) + 0.6 * torch.randn(3, 400, generator=g)[y]
+    grid = [1e-3, 1e-2, 1e-1] if name == "svm" else [1, 3, 5]
+    wide = evaluation.cv_scores(CLASSIFIERS[name](3), x, y, grid, 5, 0)
+    thin = evaluation.cv_scores(CLASSIFIERS[name](3), ThinFactor(x).F, y, grid, 5, 0)
+    assert wide.keys() == thin.keys() and all(abs(wide[h] - thin[h]) <= 100 / 90 for h in grid), (wide, thin)
+    assert evaluation._choose(wide) == evaluation._choose(thin)

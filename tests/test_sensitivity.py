@@ -116,7 +116,7 @@ class _Fixed:
     def __init__(self, rules):
         self.rules, self.fits = rules, []
 
-    def sweep(self, x, y, grid, until=None):
+    def sweep(self, x, y, grid, until=None, thin=None):
         self.fits.append(len(x))
         return {h: self.rules[h] for h in grid}
 
