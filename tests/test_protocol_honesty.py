@@ -143,10 +143,10 @@ def test_the_gan_length_is_chosen_within_the_protocols_label_budget(tiny_folder,
     seen, scoring = [], {"on": False}
     sweep, real = L2SVMClassifier.sweep, proto.make_validator
 
-    def spy_sweep(self, x, y, grid, until=None):
+    def spy_sweep(self, x, y, grid, until=None, thin=None):
         if scoring["on"]:
             seen.append(len(x))
-        return sweep(self, x, y, grid, until)
+        return sweep(self, x, y, grid, until, thin)
 
     def spy_validator(*a, **k):
         validate = real(*a, **k)
