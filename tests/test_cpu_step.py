@@ -59,3 +59,18 @@ def test_an_unknown_setting_is_a_clear_error(tmp_path):
     with pytest.raises(UserError, match="unknown setting.*known: fp32"):
         _run(tmp_path, "--settings", "fp16")
     assert not (tmp_path / "cpu_step.csv").exists()
+
+
+def test_the_report_shows_each_setting_against_its_own_processs_gemm_rate(tmp_path):
+    from benchmarks.report import _cpu_step
+    from benchmarks.results import write_results
+
+    prov = {"device": "cpu: Some CPU (2 cores, AVX2)", "torch": "t", "commit": "abc1234", "dirty": "False"}
+    measured = [cpu_step.Measured(cpu_step.Setting(), [10.0, 12.0, 11.0], 9, 30.0, 5.0)]
+    for arch, gemm in (("imagenet32", 0.5), ("svhn32", 0.25)):  # two runs: the second's GEMM row replaces the first's
+        rows = cpu_step.build_rows(measured, arch=arch, batch=128, flops_per_img=int(5e9), gemm={"fp32": gemm},
+                                   prov=prov, date="2026-12-07", preset="paper")
+        write_results(cpu_step.PROTOCOL, rows, tmp_path / "cpu_step" / "avx2")
+    text = "\n".join(_cpu_step(tmp_path))
+    assert "| imagenet32, batch 128 | fp32 " in text and "11% of 0.50 TFLOP/s (fp32)" in text  # 11 img/s x 5 GFLOP
+    assert "22% of 0.25 TFLOP/s (fp32)" in text and "Some CPU (2 cores, AVX2)" in text
