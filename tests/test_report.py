@@ -131,3 +131,31 @@ def test_the_cost_table_comes_from_the_rows(tmp_path):
     text = report.write_report(tmp_path).read_text().split("## What each row cost")[1]
     line = next(line for line in text.splitlines() if "pixels" in line)
     assert all(cell in line for cell in ("12.0 min", "4,000 / 10,000", "3.5", "Some CPU (2 cores, AVX2)")), line
+
+
+def test_a_gap_step_joins_only_rows_that_chose_c_the_same_way(tmp_path):
+    from benchmarks.gap import gap_section
+    from benchmarks.results import write_results
+    from benchmarks.row import ResultRow
+
+    cv = "C chosen per draw by 5-fold cross-validation within each draw's 4,000 labels"
+
+    def row(extractor, gan_data, value, metric, notes=""):
+        return ResultRow(protocol="cifar10_probe", dataset="CIFAR-10 (JPEG copy)", extractor=extractor,
+                         classifier="L2-SVM", gan_data=gan_data, preset="paper", metric=metric, value=value,
+                         std=0.5, commit="abc1234", date="2026-12-07", notes=notes)
+
+    tiny = "dcgan (imagenet32, run tiny-imagenet32, 1 images)"
+    own = "dcgan (imagenet32, run cifar10-imagenet32, 1 images)"
+    rows = [row(tiny, "Tiny-ImageNet-200 (32x32 JPEG) train", 60.0, "test_accuracy_400pc", cv),
+            row(tiny, "Tiny-ImageNet-200 (32x32 JPEG) train", 70.0, "test_accuracy"),
+            row(own, "CIFAR-10 (JPEG copy) train", 61.0, "test_accuracy_400pc"),  # chosen on the validation split
+            row(own, "CIFAR-10 (JPEG copy) train", 72.0, "test_accuracy")]
+    write_results("cifar10_probe", rows, tmp_path)
+    step = next(line for line in "".join(gap_section(tmp_path)).splitlines() if "training data Tiny" in line)
+    cells = [c.strip() for c in step.split("|")]
+    assert "+2.00" in cells and "+1.00" not in cells  # the all-labels step; no 400-per-class step across choices
+    write_results("cifar10_probe", [row(own, "CIFAR-10 (JPEG copy) train", 61.0, "test_accuracy_400pc", cv)],
+                  tmp_path)
+    step = next(line for line in "".join(gap_section(tmp_path)).splitlines() if "training data Tiny" in line)
+    assert "+1.00" in [c.strip() for c in step.split("|")]
