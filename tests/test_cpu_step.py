@@ -19,7 +19,7 @@ def _run(tmp_path, *extra: str) -> list:
 def test_rows_are_consistent_with_the_counted_flops_and_the_gemm_rate(tmp_path):
     rows = _run(tmp_path, "--settings", "fp32;fp32, oneDNN off")
     by = {(r.extractor, r.classifier, r.metric): r for r in rows}
-    gemm = by[("GEMM", "fp32", "limit_gemm_tflops")].value
+    gemm = by[("svhn32", "fp32 GEMM", "limit_gemm_tflops")].value
     flops = cpu_step.dcgan_flops("svhn32").train_step
     for setting in ("fp32", "fp32, oneDNN off"):
         rate = by[("svhn32", setting, "train_img_per_s")]
@@ -41,6 +41,7 @@ def test_bf16_is_skipped_not_timed_where_the_cpu_has_no_native_bf16(tmp_path, mo
     rows = _run(tmp_path, "--settings", "fp32;bf16, channels_last")
     assert [s.name for s in timed] == ["fp32"]
     assert not any("bf16" in r.classifier for r in rows)  # no bf16 GEMM rate either
+    assert [r.classifier for r in rows if r.metric == "limit_gemm_tflops"] == ["fp32 GEMM"]
     assert "skipped (no native bf16" in capsys.readouterr().out
 
 
@@ -71,6 +72,8 @@ def test_the_report_shows_each_setting_against_its_own_processs_gemm_rate(tmp_pa
         rows = cpu_step.build_rows(measured, arch=arch, batch=128, flops_per_img=int(5e9), gemm={"fp32": gemm},
                                    prov=prov, date="2026-12-07", preset="paper")
         write_results(cpu_step.PROTOCOL, rows, tmp_path / "cpu_step" / "avx2")
+    gemm_rows = read_results(tmp_path / "cpu_step" / "avx2" / "cpu_step.csv").query("metric == 'limit_gemm_tflops'")
+    assert sorted(gemm_rows["value"]) == [0.25, 0.5]  # each run keeps the rate it was measured against
     text = "\n".join(_cpu_step(tmp_path))
     assert "| imagenet32, batch 128 | fp32 " in text and "11% of 0.50 TFLOP/s (fp32)" in text  # 11 img/s x 5 GFLOP
     assert "22% of 0.25 TFLOP/s (fp32)" in text and "Some CPU (2 cores, AVX2)" in text

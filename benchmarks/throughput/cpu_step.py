@@ -146,7 +146,8 @@ def build_rows(measured: list[Measured], *, arch: str, batch: int, flops_per_img
                   dirty=prov["dirty"], date=date, seed=0)
     rows = []
     for dtype, rate in gemm.items():
-        rows.append(ResultRow(**{**common, "batch": None}, extractor="GEMM", classifier=dtype,
+        # keyed by the architecture's run: a second --arch run must not replace the rate the first was measured against
+        rows.append(ResultRow(**common, extractor=arch, classifier=f"{dtype} GEMM",
                               metric="limit_gemm_tflops", value=rate,
                               notes="best of 5 n x n products, n = 2048, in this process"))
     for m in measured:
