@@ -14,11 +14,13 @@ validation curve. One run folder takes one trainer at a time (a lock file).
 
 The budget is counted in images seen (``--budget-images``, default 1,250,000: 25 CIFAR-10
 epochs). Every ``--eval-every`` images, D is saved (``d_<images>.pt``) and scored as the
-CIFAR-10 probe chooses a GAN's length: one 400-per-class label draw, an L2-SVM over every
-other C of the grid, accuracy on the probe's validation split (never test). Batchnorm
+``--protocol`` chooses a GAN's length: one draw of its smallest label budget (400 per class in
+the CIFAR-10 probe, 1,000 labels in svhn_1000), an L2-SVM over every other C of the grid,
+accuracy on that protocol's validation split (never test). Batchnorm
 statistics for that score come from a fixed ``--bn-images`` sample of the GAN data (the final
 evaluation uses all of it). Training stops early once two scores ``--plateau-images`` apart
-differ by less than ``--plateau-points``. ``chosen.pt`` is the best-scoring D so far, with what
+differ by less than ``--plateau-points``. A run that is done says so and trains nothing unless
+``--budget-images`` is raised past what it has seen. ``chosen.pt`` is the best-scoring D so far, with what
 a results row must say about it; ``curve.csv`` holds every score.
 """
 from __future__ import annotations
@@ -41,7 +43,7 @@ from typing import Any, Iterator
 import torch
 
 from benchmarks import gan_publish
-from benchmarks.protocol import CIFAR10_PROBE, make_validator
+from benchmarks.protocol import CIFAR10_PROBE, SVHN_1000, make_validator
 from benchmarks.protocol_data import ProtocolData, load_data
 from benchmarks.results import RESULTS_DIR
 from benchmarks.run_context import POSITIVE_FLOAT, POSITIVE_INT, RunContext, parse_run
@@ -55,6 +57,10 @@ from dcgan_ref.tracking import check_tracking_store, git_state, tracked_run
 from dcgan_ref.train import TrainConfig, train
 
 REPO = Path(__file__).resolve().parents[1]
+# The protocol whose validation split and smallest label budget score the D along the way (--protocol).
+# A D for the 1,000-label protocol trains on "train-minus-val" and is scored on that protocol's own
+# 10,000-image split, so the row it makes never saw its validation images.
+SCORING = {s.name: s for s in (CIFAR10_PROBE, SVHN_1000)}
 CURVE_FIELDS = ("images_seen", "step", "val_score", "score_s", "train_img_per_s", "precision", "commit", "date")
 
 
@@ -162,9 +168,10 @@ def plateaued(curve: list[dict[str, Any]], apart: int, points: float) -> tuple[i
 
 # ------------------------------------------------------------------ start
 def _probe_context(args: argparse.Namespace) -> tuple[RunContext, ProtocolData]:
-    """The CIFAR-10 probe at paper scale, as the protocol itself loads it: its validation split
-    and label draws score the D, so the score obeys the protocol's label budget."""
-    run = parse_run(CIFAR10_PROBE, ["--preset", args.preset, "--data", args.data, "--gan-data", args.gan_data,
+    """The scoring protocol (the CIFAR-10 probe unless --protocol) at paper scale, as the protocol
+    itself loads it: its validation split and label draws score the D, so the score obeys the
+    protocol's label budget."""
+    run = parse_run(SCORING[args.protocol], ["--preset", args.preset, "--data", args.data, "--gan-data", args.gan_data,
                                     "--arch", args.arch, "--device", "cpu", "--no-download", "--no-results",
                                     "--seed", str(args.seed)], log=lambda *_: None)
     return run, load_data(run)
@@ -177,6 +184,10 @@ def _precision(args: argparse.Namespace) -> bool:
 
 def start(args: argparse.Namespace) -> None:
     root = run_folder(args)
+    finished = _finished(RunFiles(root), args)
+    if finished:
+        print(finished)
+        return
     # The run's MLflow store lives with the run (it outlives the work tree too), unless one is named.
     os.environ.setdefault("MLFLOW_TRACKING_URI", f"sqlite:///{root.resolve() / 'mlflow.db'}")
     if args.detach:
@@ -184,6 +195,16 @@ def start(args: argparse.Namespace) -> None:
     files = RunFiles(root)
     with exclusive(root):
         _train(args, files)
+
+
+def _finished(files: RunFiles, args: argparse.Namespace) -> str | None:
+    """Why the same command again would train nothing: the run is done and the budget not raised."""
+    s = files.read_status()
+    budget = args.budget_images // args.batch_size * args.batch_size
+    if not str(s.get("state", "")).startswith("done") or not files.checkpoint.exists() or budget > s["images_seen"]:
+        return None
+    return (f"{files.root} is {s['state']} at {s['images_seen']:,} images; nothing to train (chosen D: "
+            f"{files.chosen}). A --budget-images above {s['images_seen']:,} trains on from its checkpoint.")
 
 
 def _detach(args: argparse.Namespace, root: Path) -> None:
@@ -228,7 +249,7 @@ def _train(args: argparse.Namespace, files: RunFiles) -> None:
     curve = files.read_curve()
     started = dt.datetime.now().isoformat(timespec="seconds")
     state = {"name": files.root.name, "pid": os.getpid(), "started": started, "state": "running",
-             "gan_data": data.gan_description, "arch": args.arch, "precision": precision, "cpu": cpu_name(),
+             "protocol": args.protocol, "seed": args.seed, "gan_data": data.gan_description, "arch": args.arch, "precision": precision, "cpu": cpu_name(),
              "budget_images": steps * b, "n_gan_images": len(images), "eval_every_images": every * b,
              "command": "python -m benchmarks.gan_run " + " ".join(args.argv),
              "tracking_uri": os.environ["MLFLOW_TRACKING_URI"]}  # where its losses are (publish reads them)
@@ -287,7 +308,7 @@ def _train(args: argparse.Namespace, files: RunFiles) -> None:
 def _trained(state: dict[str, Any], seen: int, precision: str) -> dict[str, Any]:
     """What a results row says about a D of this run (read by dcgan_ref.pretrained)."""
     return {"run": state["name"], "gan_data": state["gan_data"], "images_seen": seen, "precision": precision,
-            "cpu": state["cpu"]}
+            "cpu": state["cpu"], "scored_on": {"protocol": state["protocol"], "seed": state["seed"]}}
 
 
 def _log_curve(row: dict[str, Any]) -> None:
@@ -332,11 +353,15 @@ def build_parser() -> argparse.ArgumentParser:
     s = sub.add_parser("start", help="train (or resume) a GAN in its run folder")
     s.add_argument("--name", default="default", help="run folder name under $DCGAN_REPRO_CACHE/gan-runs/")
     s.add_argument("--run-dir", help="the run folder itself (overrides --name)")
-    s.add_argument("--gan-data", required=True, help="what the GAN trains on: a path, or 'train' (CIFAR-10's)")
-    s.add_argument("--data", required=True, help="CIFAR-10 (the probe's labelled data, for validation scores)")
+    s.add_argument("--gan-data", required=True, help="what the GAN trains on: a path, or 'train' / "
+                   "'train-minus-val' (the labelled data's training images, without the scoring protocol's "
+                   "validation split)")
+    s.add_argument("--data", required=True, help="CIFAR-10 (the labelled data, for validation scores)")
+    s.add_argument("--protocol", choices=sorted(SCORING), default="cifar10_probe",
+                   help="whose validation split and smallest label budget score the D: cifar10_probe (5,000 "
+                   "images, 400 labels per class) or svhn_1000 (10,000 images, 1,000 labels)")
     s.add_argument("--arch", choices=sorted(ARCHITECTURES), default="imagenet32")
-    s.add_argument("--preset", default="paper", help="the probe preset whose validation split and label budget "
-                   "score the D (paper: CIFAR-10's 5,000 validation images, 400 labels per class)")
+    s.add_argument("--preset", default="paper", help="the scoring protocol's preset (paper: its own split sizes)")
     s.add_argument("--budget-images", type=POSITIVE_INT, default=1_250_000)
     s.add_argument("--eval-every", type=POSITIVE_INT, default=125_000, help="images between validation scores")
     s.add_argument("--plateau-images", type=POSITIVE_INT, default=250_000)

@@ -97,6 +97,37 @@ def test_a_missing_checkpoint_is_said_in_one_line_and_training_starts_again(tiny
     assert len(gan_run.RunFiles(run).read_curve()) == 2 and list(run.glob("curve.stale-*.csv"))
 
 
+def test_a_finished_run_says_so_and_trains_nothing_until_its_budget_is_raised(tiny_folder, tmp_path, capsys):
+    run = tmp_path / "run"
+    _start(tiny_folder, run)
+    before = (run / "last.pt").stat().st_mtime_ns, gan_run.RunFiles(run).read_curve()
+    capsys.readouterr()
+    _start(tiny_folder, run)  # the same command again
+    out = capsys.readouterr().out
+    assert "is done (budget spent) at 128 images; nothing to train" in out and "--budget-images above 128" in out
+    assert ((run / "last.pt").stat().st_mtime_ns, gan_run.RunFiles(run).read_curve()) == before
+    _start(tiny_folder, run, "--budget-images", "192")  # a larger budget trains on from the checkpoint
+    assert checkpoint.load(run / "last.pt")["step"] == 6
+    assert [r["images_seen"] for r in gan_run.RunFiles(run).read_curve()] == [64, 128, 192]
+
+
+def test_a_d_for_the_1000_label_protocol_never_sees_its_validation_split(tiny_folder, tmp_path, monkeypatch):
+    seen = {}
+    real_load, real_train = gan_run.load_data, gan_run.train
+    monkeypatch.setattr(gan_run, "load_data", lambda run: seen.setdefault("data", real_load(run)))
+    monkeypatch.setattr(gan_run, "train", lambda cfg, images, *a, **kw: real_train(
+        cfg, seen.setdefault("gan", images), *a, **kw))
+    _start(tiny_folder, tmp_path / "svhn", "--protocol", "svhn_1000", "--gan-data", "train-minus-val")
+    data = seen["data"]
+    val = {bytes(im.numpy()) for im in data.train.images[data.val_rows]}
+    assert len(val) == len(data.train) - data.n_fit == 100  # the smoke preset's split
+    assert not val & {bytes(im.numpy()) for im in seen["gan"]}
+    status = gan_run.RunFiles(tmp_path / "svhn").read_status()
+    assert status["gan_data"].endswith("train minus validation") and status["protocol"] == "svhn_1000"
+    trained = checkpoint.load(tmp_path / "svhn" / "chosen.pt")["trained"]
+    assert trained["scored_on"] == {"protocol": "svhn_1000", "seed": 0}
+
+
 def test_one_trainer_per_run_folder(tmp_path):
     with gan_run.exclusive(tmp_path):
         assert gan_run.locked(tmp_path)
