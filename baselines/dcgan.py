@@ -24,7 +24,7 @@ def dcgan(ctx: BuildContext) -> DCGANExtractor:
         pre = load_discriminator(ctx.discriminator, ctx.device)
         _check_image_size(pre.arch, ctx, f"--discriminator {ctx.discriminator}")
         extractor = DCGANExtractor(pre.arch, train_cfg=None, discriminator=pre.d, label=pre.label, **common)
-        extractor.trained_on, extractor.notes = pre.trained_on, pre.notes
+        extractor.trained_on, extractor.scored_on, extractor.notes = pre.trained_on, pre.scored_on, pre.notes
         return extractor
     _check_image_size(ctx.arch, ctx, f"--arch {ctx.arch}")
     b = ctx.batch_size

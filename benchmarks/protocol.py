@@ -26,7 +26,7 @@ from benchmarks import evaluation
 from benchmarks.classifiers import CLASSIFIERS
 from benchmarks.evaluation import Evaluation, Standardizer
 from benchmarks.gan_publish import training_record, write_record
-from benchmarks.protocol_data import ProtocolData, load_data
+from benchmarks.protocol_data import ProtocolData, check_unseen_validation, load_data
 from benchmarks.results import (
     RESULTS_DIR,
     draws_choice_note,
@@ -275,6 +275,7 @@ def evaluate_extractor(run: RunContext, data: ProtocolData, name: str, kinds: li
     # One folder per (extractor, preset, seed, data), so --resume finds an interrupted run's checkpoint.
     out_dir = run.out / run.spec.name / f"{name}-{run.preset.name}-seed{run.seed}-{data.train.sha256[:8]}"
     extractor = registry.build(name, build_context(run, data, out_dir))
+    check_unseen_validation(run, data, getattr(extractor, "trained_on", ""), getattr(extractor, "scored_on", None))
     if not run.world.main:  # its share of the extraction; rank 0 evaluates and records
         compute_features(run, data, extractor, log)
         return []

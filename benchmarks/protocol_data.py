@@ -10,7 +10,7 @@ import torch
 from benchmarks.run_context import RunContext
 from benchmarks.splits import balanced_subset, class_balanced_split
 from dcgan_ref.data import RESIZE_FILTER, ImageSet, load_split, resize_to
-from dcgan_ref.errors import DataError
+from dcgan_ref.errors import DataError, UserError
 
 
 @dataclass
@@ -73,6 +73,24 @@ def load_data(run: RunContext, log=print) -> ProtocolData:
         f"GAN/unsupervised data: {gan_desc} ({len(gan_images)} images); loaded in {time.perf_counter() - t0:.1f} s")
     train = train.subset(torch.cat([rest_idx, val_idx]))  # fit rows first (see ProtocolData); after the GAN data
     return ProtocolData(train, test, len(rest_idx), gan_images, gan_desc)
+
+
+def check_unseen_validation(run: RunContext, data: ProtocolData, trained_on: str, scored_on: dict | None) -> None:
+    """A protocol whose GAN must not see the validation split (svhn_1000) refuses a pretrained D
+    its checkpoint says was trained on those images: all of train, or train minus another split
+    (another protocol's, or another seed's). A D trained on other data (Tiny-ImageNet, the
+    authors' release) is not affected."""
+    if run.spec.gan_data_default != "train-minus-val" or not trained_on:
+        return
+    own = data.train.description
+    fix = (f"train one that never saw it: python -m benchmarks.gan_run start --protocol {run.spec.name} "
+           f"--gan-data train-minus-val --seed {run.seed} ...")
+    if trained_on == f"{own} train":
+        raise UserError(f"this D was trained on {trained_on}, which holds {run.spec.name}'s validation split; {fix}")
+    held_out = {"protocol": run.spec.name, "seed": run.seed}
+    if trained_on == f"{own} train minus validation" and scored_on != held_out:
+        raise UserError(f"this D was trained on {trained_on} of {scored_on or 'an unrecorded split'}, not of "
+                        f"{held_out}: part of this run's validation split was in its training images; {fix}")
 
 
 def _load_splits(spec: str, splits: tuple[str, ...], dataset: str, download: bool) -> list[ImageSet]:

@@ -49,6 +49,7 @@ class DCGANExtractor:
         self.g = None
         self.notes = ""
         self.trained_on = ""  # a pretrained D's training data, where known (see dcgan_ref.pretrained)
+        self.scored_on: dict | None = None  # and whose validation split chose its length
         # After an in-process training: its length scores and chosen step, what its published
         # record is written from (benchmarks.gan_publish). None for a D not trained here.
         self.training: dict[str, Any] | None = None

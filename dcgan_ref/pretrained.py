@@ -23,6 +23,7 @@ class PretrainedD:
     label: str  # how results tables name it
     trained_on: str = ""  # what it was trained on, where the checkpoint says (a results row's gan_data)
     notes: str = ""       # how long, in what precision, on which CPU, how the length was chosen
+    scored_on: dict | None = None  # the protocol and seed whose validation split chose its length (gan_run)
 
 
 def load_discriminator(spec: str, device: torch.device | str = "cpu") -> PretrainedD:
@@ -54,7 +55,7 @@ def load_discriminator(spec: str, device: torch.device | str = "cpu") -> Pretrai
             notes = (f"GAN trained {t['images_seen']:,} images on {t['gan_data']}, {t['precision']}, on {t['cpu']}"
                      + (f"; length chosen on validation: {state['chosen']}" if state.get("chosen") else ""))
             return PretrainedD(arch, d.to(device), f"dcgan ({arch}, run {t['run']}, {t['images_seen']:,} images)",
-                               trained_on=str(t["gan_data"]), notes=notes)
+                               trained_on=str(t["gan_data"]), notes=notes, scored_on=t.get("scored_on"))
         # "dcgan (svhn32, <run folder>/chosen.pt)": the architecture and which run, not a machine's path
         return PretrainedD(arch, d.to(device), f"dcgan ({arch}, {path.parent.parent.name}/{path.name})")
     raise UserError(f"--discriminator {spec!r}: expected {SPEC_PREFIX}<dir> or a checkpoint file last.pt")

@@ -128,6 +128,24 @@ def test_a_d_for_the_1000_label_protocol_never_sees_its_validation_split(tiny_fo
     assert trained["scored_on"] == {"protocol": "svhn_1000", "seed": 0}
 
 
+def test_the_1000_label_protocol_refuses_a_d_that_saw_its_validation_split(tiny_folder, tmp_path):
+    from benchmarks.protocol import SVHN_1000, run_protocol
+
+    _start(tiny_folder, tmp_path / "all-train")
+    _start(tiny_folder, tmp_path / "held-out", "--protocol", "svhn_1000", "--gan-data", "train-minus-val")
+
+    def svhn_1000(run, *extra):
+        return run_protocol(SVHN_1000, ["--preset", "smoke", "--data", str(tiny_folder), "--out", str(tmp_path / "o"),
+                                        "--no-results", "--discriminator", str(tmp_path / run / "chosen.pt"), *extra])
+
+    rows = svhn_1000("held-out")
+    assert rows and rows[0].gan_data == "CIFAR-10 (image folder) train minus validation"
+    with pytest.raises(UserError, match="which holds svhn_1000's validation split; train one that never saw it"):
+        svhn_1000("all-train")
+    with pytest.raises(UserError, match="not of {'protocol': 'svhn_1000', 'seed': 1}"):
+        svhn_1000("held-out", "--seed", "1")  # another seed holds out another split
+
+
 def test_one_trainer_per_run_folder(tmp_path):
     with gan_run.exclusive(tmp_path):
         assert gan_run.locked(tmp_path)
