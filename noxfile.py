@@ -86,13 +86,13 @@ def svhn_1000(session: nox.Session) -> None:
 @nox.session
 def sensitivity(session: nox.Session) -> None:
     """How far each unstated choice moves the CIFAR-10 probe: results/sensitivity.{csv,md} (see README)."""
-    session.run(_python(session), "-m", "benchmarks.sensitivity", *session.posargs, external=True)
+    session.run(_python(session), "-m", "benchmarks.studies.sensitivity", *session.posargs, external=True)
 
 
 @nox.session
 def reproduce(session: nox.Session) -> None:
     """Tables 1 and 2 within --budget-min, then results/REPORT.md (see README)."""
-    session.run(_python(session), "-m", "benchmarks.reproduce", *session.posargs, external=True)
+    session.run(_python(session), "-m", "benchmarks.studies.reproduce", *session.posargs, external=True)
 
 
 @nox.session

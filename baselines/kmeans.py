@@ -34,7 +34,7 @@ from typing import Any
 import torch
 
 from baselines.registry import BuildContext, register
-from dcgan_ref.progress import Progress
+from dcgan_ref.runtime.progress import Progress
 
 NORM_EPS = 10.0  # added to the per-patch variance (assumes 0..255 pixel values)
 WHITEN_EPS = 0.1  # added to the covariance eigenvalues in ZCA

@@ -6,7 +6,7 @@ from typing import Any
 import torch
 
 from baselines.registry import BuildContext, register
-from dcgan_ref.data import to_unit_range
+from dcgan_ref.datasets.loading import to_unit_range
 
 
 class PixelExtractor:

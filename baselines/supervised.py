@@ -24,7 +24,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from dcgan_ref.data import to_unit_range
+from dcgan_ref.datasets.loading import to_unit_range
 from dcgan_ref.models import Discriminator, get_architecture, init_paper_
 
 

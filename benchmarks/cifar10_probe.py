@@ -4,8 +4,8 @@
 """
 from __future__ import annotations
 
-from benchmarks.protocol import CIFAR10_PROBE, run_protocol
-from dcgan_ref.errors import run_cli
+from benchmarks.protocol.runner import CIFAR10_PROBE, run_protocol
+from dcgan_ref.runtime.errors import run_cli
 
 
 def main(argv: list[str] | None = None) -> None:

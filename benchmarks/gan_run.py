@@ -42,18 +42,18 @@ from typing import Any, Iterator
 
 import torch
 
-from benchmarks import gan_publish
-from benchmarks.protocol import CIFAR10_PROBE, SVHN_1000, make_validator
-from benchmarks.protocol_data import ProtocolData, load_data
-from benchmarks.results import RESULTS_DIR
-from benchmarks.run_context import POSITIVE_FLOAT, POSITIVE_INT, RunContext, parse_run
-from dcgan_ref import checkpoint
-from dcgan_ref.data import default_cache_dir
-from dcgan_ref.errors import UserError, run_cli
+from benchmarks.protocol import gan_record as gan_publish
+from benchmarks.protocol.runner import CIFAR10_PROBE, SVHN_1000, make_validator
+from benchmarks.protocol.data import ProtocolData, load_data
+from benchmarks.protocol.results import RESULTS_DIR
+from benchmarks.protocol.context import POSITIVE_FLOAT, POSITIVE_INT, RunContext, parse_run
+from dcgan_ref.runtime import checkpoint
+from dcgan_ref.datasets.loading import default_cache_dir
+from dcgan_ref.runtime.errors import UserError, run_cli
 from dcgan_ref.extractor import DCGANExtractor
-from dcgan_ref.hardware import cpu_name, native_bf16, training_bf16
+from dcgan_ref.runtime.hardware import cpu_name, native_bf16, training_bf16
 from dcgan_ref.models import ARCHITECTURES
-from dcgan_ref.tracking import check_tracking_store, git_state, tracked_run
+from dcgan_ref.runtime.tracking import check_tracking_store, git_state, tracked_run
 from dcgan_ref.train import TrainConfig, train
 
 REPO = Path(__file__).resolve().parents[1]

@@ -5,8 +5,8 @@ runs the identical protocol on CIFAR-10.
 """
 from __future__ import annotations
 
-from benchmarks.protocol import SVHN_1000, run_protocol
-from dcgan_ref.errors import run_cli
+from benchmarks.protocol.runner import SVHN_1000, run_protocol
+from dcgan_ref.runtime.errors import run_cli
 
 
 def main(argv: list[str] | None = None) -> None:

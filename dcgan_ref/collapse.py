@@ -20,7 +20,7 @@ from dataclasses import asdict, dataclass
 
 import torch
 
-from dcgan_ref.data import to_unit_range
+from dcgan_ref.datasets.loading import to_unit_range
 from dcgan_ref.models import Generator
 
 N_SAMPLES = 256  # 32,640 pairs: medians and shares stable to ~1%, one small G forward

@@ -14,7 +14,7 @@ from typing import Any, Callable
 
 import torch
 
-from dcgan_ref import checkpoint
+from dcgan_ref.runtime import checkpoint
 from dcgan_ref.features import BN_MODES, pooled_features, set_population_bn_stats
 from dcgan_ref.models import Discriminator, build_gan, feature_dim
 from dcgan_ref.train import TrainConfig, train
@@ -51,7 +51,7 @@ class DCGANExtractor:
         self.trained_on = ""  # a pretrained D's training data, where known (see dcgan_ref.pretrained)
         self.scored_on: dict | None = None  # and whose validation split chose its length
         # After an in-process training: its length scores and chosen step, what its published
-        # record is written from (benchmarks.gan_publish). None for a D not trained here.
+        # record is written from (benchmarks.protocol.gan_record). None for a D not trained here.
         self.training: dict[str, Any] | None = None
 
     @property

@@ -14,9 +14,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from dcgan_ref.data import to_unit_range
+from dcgan_ref.datasets.loading import to_unit_range
 from dcgan_ref.models import Discriminator
-from dcgan_ref.progress import Progress
+from dcgan_ref.runtime.progress import Progress
 
 BN_MODES = ("population", "batch")
 POOLS = {"max": F.adaptive_max_pool2d, "avg": F.adaptive_avg_pool2d}  # the paper: max

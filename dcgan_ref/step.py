@@ -12,9 +12,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from dcgan_ref import distributed
-from dcgan_ref.data import to_unit_range
-from dcgan_ref.distributed import World
+from dcgan_ref.runtime import distributed
+from dcgan_ref.datasets.loading import to_unit_range
+from dcgan_ref.runtime.distributed import World
 from dcgan_ref.fast_step import GraphedStep, StepFn
 from dcgan_ref.models import Discriminator, Generator, build_gan
 

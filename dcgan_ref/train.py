@@ -23,14 +23,14 @@ from typing import Callable
 import torch
 from torchvision.utils import make_grid, save_image
 
-from dcgan_ref import checkpoint
+from dcgan_ref.runtime import checkpoint
 from dcgan_ref.collapse import CollapseMonitor
-from dcgan_ref.data import load_split
-from dcgan_ref.distributed import World, all_mean, check_batch, init_from_env
-from dcgan_ref.errors import TrainingDiverged, UserError, run_cli
+from dcgan_ref.datasets.loading import load_split
+from dcgan_ref.runtime.distributed import World, all_mean, check_batch, init_from_env
+from dcgan_ref.runtime.errors import TrainingDiverged, UserError, run_cli
 from dcgan_ref.models import Discriminator, Generator, get_architecture
 from dcgan_ref.step import GanSetup, ResidentBatches, StepSettings
-from dcgan_ref.tracking import check_tracking_store, tracked_run
+from dcgan_ref.runtime.tracking import check_tracking_store, tracked_run
 
 
 @dataclass
@@ -128,7 +128,7 @@ def train(cfg: TrainConfig, images: torch.Tensor, out_dir: str | os.PathLike, *,
     """Train G and D on uint8 images (N, 3, H, W); ``on_eval`` is called at ``eval_steps``
     (after a checkpoint there) and stops the training by returning True.
 
-    ``world``: under torchrun, this rank's place (see ``dcgan_ref.distributed``); every rank
+    ``world``: under torchrun, this rank's place (see ``dcgan_ref.runtime.distributed``); every rank
     passes the same images and config, rank 0 alone writes and logs.
     ``ckpt_every_s``: also checkpoint once this many seconds have passed since the last one
     (checked at each log line), so a run that dies loses at most that much.

@@ -27,7 +27,7 @@ def plant(bug: str) -> None:
         import torch.nn.functional as F
 
         from dcgan_ref import extractor
-        from dcgan_ref.data import to_unit_range
+        from dcgan_ref.datasets.loading import to_unit_range
 
         @torch.no_grad()
         def features_in_train_mode(d, images, *, grid=4, batch_size=500, **_):
@@ -38,12 +38,12 @@ def plant(bug: str) -> None:
 
         extractor.pooled_features = features_in_train_mode
     elif bug == "unstandardised":
-        from benchmarks import protocol
+        from benchmarks.protocol import runner as protocol
 
         dim = lambda x: x.shape[1]  # noqa: E731
         protocol.Standardizer.fit = classmethod(lambda cls, x, **_: cls(torch.zeros(dim(x)), torch.ones(dim(x))))
     elif bug == "labels-shifted":  # an off-by-one in the training labels
-        from benchmarks import protocol
+        from benchmarks.protocol import runner as protocol
 
         load = protocol.load_data
 

@@ -1,4 +1,4 @@
-"""dcgan_ref.data: every source decodes to the same uint8 tensor + labels, errors are
+"""dcgan_ref.datasets.loading: every source decodes to the same uint8 tensor + labels, errors are
 DataErrors that say what to fix, and a split decodes once then comes from the cache.
 SVHN files are tested in test_data_svhn.py."""
 from __future__ import annotations
@@ -16,8 +16,8 @@ import pytest
 import torch
 from PIL import Image
 
-from dcgan_ref import data, data_formats
-from dcgan_ref.data import DataError, ImageSet, detect_format, load_split
+from dcgan_ref.datasets import loading as data, formats as data_formats
+from dcgan_ref.datasets.loading import DataError, ImageSet, detect_format, load_split
 
 CIFAR10_CLASSES = data_formats.CIFAR10_CLASSES
 

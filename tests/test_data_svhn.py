@@ -9,8 +9,8 @@ import pytest
 import scipy.io
 import torch
 
-from dcgan_ref import data_formats
-from dcgan_ref.data import DataError, detect_format, load_split
+from dcgan_ref.datasets import formats as data_formats
+from dcgan_ref.datasets.loading import DataError, detect_format, load_split
 
 
 @pytest.fixture

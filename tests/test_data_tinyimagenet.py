@@ -10,7 +10,7 @@ import pytest
 import torch
 from PIL import Image
 
-from dcgan_ref.data import DataError, detect_format, load_split, resize_to
+from dcgan_ref.datasets.loading import DataError, detect_format, load_split, resize_to
 from tests.test_data import write_tar, write_zip
 
 WNIDS = ("n02", "n01", "n03")  # wnids.txt order is the label order, not sorted

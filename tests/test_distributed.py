@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from dcgan_ref import checkpoint
+from dcgan_ref.runtime import checkpoint
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -54,7 +54,7 @@ def _one_step_gradients(rank: int, world_size: int, init_file: str, out: str) ->
     """One D+G step with lr 0 on this rank's shard; saves the (DDP-averaged) gradients."""
     import torch.distributed as dist
 
-    from dcgan_ref.distributed import World
+    from dcgan_ref.runtime.distributed import World
     from dcgan_ref.step import GanSetup, StepSettings
 
     torch.set_num_threads(1)
@@ -98,8 +98,8 @@ def test_torchrun_two_ranks_train_the_same_gan_and_resume_on_one(tiny_folder, tm
 
 
 def test_the_global_batch_must_divide_over_the_ranks():
-    from dcgan_ref.distributed import World, check_batch
-    from dcgan_ref.errors import UserError
+    from dcgan_ref.runtime.distributed import World, check_batch
+    from dcgan_ref.runtime.errors import UserError
 
     check_batch(128, World(0, 2))
     with pytest.raises(UserError, match="must divide evenly over 3 ranks"):
@@ -110,7 +110,7 @@ def test_the_global_batch_must_divide_over_the_ranks():
 def _gather_on_ranks(rank: int, world_size: int, init_file: str, out: str) -> None:
     import torch.distributed as dist
 
-    from dcgan_ref.distributed import World, gather_rows, share_object
+    from dcgan_ref.runtime.distributed import World, gather_rows, share_object
 
     dist.init_process_group("gloo", init_method=f"file://{init_file}", rank=rank, world_size=world_size)
     world = World(rank, world_size)
@@ -155,9 +155,10 @@ def test_a_protocol_under_torchrun_gives_the_rows_of_one_process(tiny_folder, tm
 
 
 def test_batch_statistics_at_extraction_cannot_shard(tiny_folder, tmp_path, monkeypatch, capsys):
-    from benchmarks import cifar10_probe, protocol
-    from dcgan_ref.distributed import World
-    from dcgan_ref.errors import run_cli
+    from benchmarks import cifar10_probe
+    from benchmarks.protocol import runner as protocol
+    from dcgan_ref.runtime.distributed import World
+    from dcgan_ref.runtime.errors import run_cli
 
     monkeypatch.setattr(protocol, "init_from_env", lambda device, timeout=None: (World(0, 2), device))
     monkeypatch.setattr(protocol, "load_data", lambda *a, **k: pytest.fail("data was read"))

@@ -2,9 +2,9 @@
 import pytest
 import torch
 
-from benchmarks import evaluation
-from benchmarks.classifiers import L2SVMClassifier
-from benchmarks.splits import class_balanced_split, draw_per_class
+from benchmarks.protocol import evaluation
+from benchmarks.classifiers.registry import L2SVMClassifier
+from benchmarks.protocol.splits import class_balanced_split, draw_per_class
 
 
 def _labels(n_per_class=50, classes=10):
@@ -100,7 +100,7 @@ def test_label_draws_report_mean_and_std_over_draws():
 
 def test_the_all_labels_sweep_stops_only_after_validation_clearly_falls():
     """A scripted classifier: validation accuracy per C is known, so where the sweep stops is too."""
-    from benchmarks import evaluation
+    from benchmarks.protocol import evaluation
 
     curve = {1: 50.0, 2: 60.0, 3: 70.0, 4: 69.8, 5: 65.0, 6: 64.0, 7: 80.0}  # 7 is never reached
 
@@ -136,7 +136,7 @@ def test_the_all_labels_sweep_stops_only_after_validation_clearly_falls():
 def test_cross_validation_on_a_draws_thin_factor_is_cross_validation_on_the_draw(name):
     """Each fold's rows lie in the draw's row space, where the thin factor keeps every inner product and
     distance: the fold scores (so the choice) are those computed on the wide features themselves."""
-    from benchmarks.classifiers import CLASSIFIERS, ThinFactor
+    from benchmarks.classifiers.registry import CLASSIFIERS, ThinFactor
 
     g = torch.Generator().manual_seed(3)
     y = torch.arange(90) % 3

@@ -16,8 +16,8 @@ import pandas as pd
 import pytest
 import torch
 
-from benchmarks.results import RESULTS_DIR, write_results
-from benchmarks.row import COLUMNS, ResultRow
+from benchmarks.protocol.results import RESULTS_DIR, write_results
+from benchmarks.protocol.row import COLUMNS, ResultRow
 from benchmarks.throughput import cli, suite, timing
 from dcgan_ref.fast_step import GraphedStep, make_capturable, snapshot_training_state
 from dcgan_ref.models import build_gan, get_architecture
@@ -311,7 +311,7 @@ def test_train_resume_with_cuda_graph(tmp_path, cuda_deterministic):
 
 def test_measured_limits_count_the_work_of_what_they_time(monkeypatch):
     """The GEMM rate is 2 n^3 FLOPs over the best time, the read rate bytes over the best time."""
-    from benchmarks.throughput import timing
+    from dcgan_ref.runtime import limits as timing
 
     monkeypatch.setattr(timing, "time_calls", lambda fn, repeats, **kw: [0.02, 0.01, 0.03][:repeats])
     assert timing.timed_gemm_tflops(torch.device("cpu"), n=64) == 2 * 64**3 / 0.01 / 1e12
@@ -326,7 +326,7 @@ def test_measured_limits_count_the_work_of_what_they_time(monkeypatch):
 def test_device_limits_skip_emulated_bf16_and_measure_once(monkeypatch):
     """No bf16 figure where bf16 is not native (it would time an emulation at ~1 GFLOP/s for
     minutes); the limits are measured once per process, whatever number of runs ask."""
-    from benchmarks.throughput import timing
+    from dcgan_ref.runtime import limits as timing
 
     dtypes = []
     monkeypatch.setattr(timing, "timed_gemm_tflops", lambda device, dtype=torch.float32: dtypes.append(dtype) or 1.0)
@@ -344,7 +344,7 @@ def test_device_limits_skip_emulated_bf16_and_measure_once(monkeypatch):
 def test_gemm_probe_is_sized_by_time_not_by_n(monkeypatch):
     """A product that takes seconds (bf16 emulated) stops the probe at the smallest size after one
     timed call; a fast one grows n until a call takes PROBE_CALL_S."""
-    from benchmarks.throughput import timing
+    from dcgan_ref.runtime import limits as timing
 
     calls = []
 

@@ -13,10 +13,11 @@ import mlflow
 import pytest
 import torch
 
-from benchmarks import cifar10_probe, protocol, svhn_1000
-from dcgan_ref import checkpoint
+from benchmarks import cifar10_probe, svhn_1000
+from benchmarks.protocol import runner as protocol
+from dcgan_ref.runtime import checkpoint
 from dcgan_ref import train as train_mod
-from dcgan_ref.errors import UserError, run_cli
+from dcgan_ref.runtime.errors import UserError, run_cli
 from dcgan_ref.train import TrainConfig, train
 
 REPO = Path(__file__).resolve().parents[1]
@@ -63,7 +64,7 @@ def test_an_unwritable_results_folder_fails_before_computing(tiny_folder, tmp_pa
 def test_a_failed_table_write_keeps_the_rows_and_marks_the_runs_failed(tiny_folder, tmp_path, capsys, monkeypatch):
     import dataclasses
 
-    from benchmarks.presets import PRESETS
+    from benchmarks.protocol.presets import PRESETS
 
     monkeypatch.setitem(PRESETS, "smoke", dataclasses.replace(PRESETS["smoke"], writes_results=True))
     monkeypatch.setattr(protocol, "write_results", lambda *a, **k: (_ for _ in ()).throw(OSError("disk full")))

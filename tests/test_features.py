@@ -6,8 +6,8 @@ import pytest
 import torch
 
 from baselines import registry
-from benchmarks.classifiers import L2SVMClassifier
-from benchmarks.evaluation import Standardizer, accuracy
+from benchmarks.classifiers.registry import L2SVMClassifier
+from benchmarks.protocol.evaluation import Standardizer, accuracy
 from dcgan_ref.features import canonical_order, pooled_features, set_population_bn_stats
 from dcgan_ref.models import build_gan
 

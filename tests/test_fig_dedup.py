@@ -9,11 +9,12 @@ import json
 import pytest
 import torch
 
-from benchmarks import cifar10_probe, protocol
-from benchmarks.protocol import CIFAR10_PROBE, SVHN_1000, run_protocol
-from benchmarks.run_context import parse_run
-from dcgan_ref.data import load_split
-from dcgan_ref.errors import UserError, run_cli
+from benchmarks import cifar10_probe
+from benchmarks.protocol import runner as protocol
+from benchmarks.protocol.runner import CIFAR10_PROBE, SVHN_1000, run_protocol
+from benchmarks.protocol.context import parse_run
+from dcgan_ref.datasets.loading import load_split
+from dcgan_ref.runtime.errors import UserError, run_cli
 from dcgan_ref.figures import dedup
 
 FAST = dedup.TrainSettings(epochs=3, batch_size=64)

@@ -8,7 +8,7 @@ import pytest
 import torch
 from torch import nn
 
-from dcgan_ref import checkpoint
+from dcgan_ref.runtime import checkpoint
 from dcgan_ref.figures import arithmetic, guided_backprop, latent_walk, memorisation, neighbours
 from dcgan_ref.figures.inputs import FigureInputs, decode, prepare_generator
 from dcgan_ref.models import build_gan
@@ -115,7 +115,7 @@ def test_nearest_matches_brute_force_and_a_copying_generator_is_caught():
 def test_the_figures_command_writes_every_figure_and_logs_it(tiny_folder, tmp_path, capsys):
     import mlflow
 
-    from dcgan_ref.errors import run_cli
+    from dcgan_ref.runtime.errors import run_cli
     from dcgan_ref.figures.__main__ import main
 
     g, d = build_gan("svhn32", seed=0)
@@ -138,7 +138,7 @@ def test_the_figures_command_writes_every_figure_and_logs_it(tiny_folder, tmp_pa
 
 
 def test_the_figures_command_refuses_bad_input_in_one_line(tmp_path, capsys):
-    from dcgan_ref.errors import run_cli
+    from dcgan_ref.runtime.errors import run_cli
     from dcgan_ref.figures.__main__ import main
 
     (tmp_path / "junk.pt").write_bytes(b"not a checkpoint")

@@ -6,9 +6,10 @@ import pandas as pd
 import pytest
 import torch
 
-from benchmarks import gan_run, report
-from dcgan_ref import checkpoint
-from dcgan_ref.errors import UserError
+from benchmarks import gan_run
+from benchmarks.report import render as report
+from dcgan_ref.runtime import checkpoint
+from dcgan_ref.runtime.errors import UserError
 from dcgan_ref.pretrained import load_discriminator
 
 
@@ -129,7 +130,7 @@ def test_a_d_for_the_1000_label_protocol_never_sees_its_validation_split(tiny_fo
 
 
 def test_the_1000_label_protocol_refuses_a_d_that_saw_its_validation_split(tiny_folder, tmp_path):
-    from benchmarks.protocol import SVHN_1000, run_protocol
+    from benchmarks.protocol.runner import SVHN_1000, run_protocol
 
     _start(tiny_folder, tmp_path / "all-train")
     _start(tiny_folder, tmp_path / "held-out", "--protocol", "svhn_1000", "--gan-data", "train-minus-val")

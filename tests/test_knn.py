@@ -6,8 +6,8 @@ import pytest
 import torch
 from sklearn.neighbors import KNeighborsClassifier
 
-from benchmarks import knn
-from benchmarks.classifiers import KNNClassifier
+from benchmarks.classifiers import knn
+from benchmarks.classifiers.registry import KNNClassifier
 
 
 def _blobs(n: int, seed: int):
@@ -37,7 +37,7 @@ def test_matches_scikit_learn():
 @pytest.fixture(scope="module")
 def pixels(shared_data, tmp_path_factory):
     """Raw pixels in [-1, 1] of the 4,000 official train / 1,000 test images of the slice."""
-    from dcgan_ref.data import load_split
+    from dcgan_ref.datasets.loading import load_split
 
     path = shared_data / "cifar10_lossless_slice.tar.xz"
     if not path.is_file():

@@ -8,9 +8,9 @@ import pytest
 import scipy.io
 
 from benchmarks import cifar10_probe, svhn_1000
-from benchmarks.presets import PRESETS
-from benchmarks.protocol import CIFAR10_PROBE, SVHN_1000, run_protocol
-from dcgan_ref.errors import run_cli
+from benchmarks.protocol.presets import PRESETS
+from benchmarks.protocol.runner import CIFAR10_PROBE, SVHN_1000, run_protocol
+from dcgan_ref.runtime.errors import run_cli
 
 
 def _smoke(data, tmp_path, *extra):
@@ -41,7 +41,7 @@ def test_cifar10_probe_smoke_runs_every_extractor(tiny_folder, tmp_path):
 
 
 def test_a_crash_marks_the_run_failed_and_writes_no_table(tiny_folder, tmp_path, monkeypatch):
-    from benchmarks import evaluation
+    from benchmarks.protocol import evaluation
 
     monkeypatch.setitem(PRESETS, "quick", dataclasses.replace(PRESETS["smoke"], name="quick", writes_results=True))
     monkeypatch.setattr(evaluation, "label_draws_eval", lambda *a, **k: 1 / 0)
@@ -120,9 +120,9 @@ def test_the_authors_discriminator_runs_in_the_cifar10_probe(tiny_folder, tmp_pa
 
 
 def test_precision_is_the_presets_unless_forced_and_bf16_is_refused_where_it_is_emulated(tiny_folder, monkeypatch):
-    from benchmarks.run_context import parse_run
-    from dcgan_ref import hardware
-    from dcgan_ref.errors import UserError
+    from benchmarks.protocol.context import parse_run
+    from dcgan_ref.runtime import hardware
+    from dcgan_ref.runtime.errors import UserError
 
     base = ["--data", str(tiny_folder), "--device", "cpu", "--no-download"]
     monkeypatch.setattr(hardware, "native_bf16", lambda device: True)

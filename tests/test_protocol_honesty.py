@@ -8,11 +8,11 @@ import dataclasses
 import pytest
 import torch
 
-from benchmarks import protocol
-from benchmarks.presets import PRESETS
-from benchmarks.protocol import CIFAR10_PROBE, SVHN_1000, run_protocol
-from benchmarks.run_context import parse_run
-from dcgan_ref.errors import run_cli
+from benchmarks.protocol import runner as protocol
+from benchmarks.protocol.presets import PRESETS
+from benchmarks.protocol.runner import CIFAR10_PROBE, SVHN_1000, run_protocol
+from benchmarks.protocol.context import parse_run
+from dcgan_ref.runtime.errors import run_cli
 
 
 def _smoke(data, tmp_path, *extra):
@@ -54,7 +54,7 @@ def test_each_protocol_runs_its_paper_architecture():
 
 
 def test_an_unconverged_svm_solve_is_reported_in_the_row(tiny_folder, tmp_path, monkeypatch, capsys):
-    from benchmarks import svm
+    from benchmarks.classifiers import svm
 
     fit = svm.fit_l2svm
     monkeypatch.setattr(svm, "fit_l2svm", lambda *a, **k: dataclasses.replace(fit(*a, **k), converged=False,
@@ -93,7 +93,7 @@ def test_an_architecture_for_another_image_size_is_an_error(tiny_folder, tmp_pat
 def test_an_interrupted_protocol_gan_resumes_to_the_same_row(tiny_folder, tmp_path, monkeypatch):
     """The GAN checkpoints every epoch and the length choice after every candidate: a run
     that dies while scoring its last candidate resumes there and ends with the same row."""
-    import benchmarks.protocol as proto
+    import benchmarks.protocol.runner as proto
 
     monkeypatch.setitem(PRESETS, "smoke", dataclasses.replace(PRESETS["smoke"], gan_epochs=2, eval_epochs=(1,)))
     argv = ["--preset", "smoke", "--data", str(tiny_folder), "--extractor", "dcgan"]
@@ -136,8 +136,8 @@ def test_an_interrupted_protocol_gan_resumes_to_the_same_row(tiny_folder, tmp_pa
 
 def test_the_gan_length_is_chosen_within_the_protocols_label_budget(tiny_folder, tmp_path, monkeypatch):
     """The validator's SVM sees one label-scarce draw (10 per class in smoke), not all labels."""
-    import benchmarks.protocol as proto
-    from benchmarks.classifiers import L2SVMClassifier
+    import benchmarks.protocol.runner as proto
+    from benchmarks.classifiers.registry import L2SVMClassifier
 
     monkeypatch.setitem(PRESETS, "smoke", dataclasses.replace(PRESETS["smoke"], eval_epochs=(0.125,)))
     seen, scoring = [], {"on": False}
@@ -167,7 +167,7 @@ def test_the_gan_length_is_chosen_within_the_protocols_label_budget(tiny_folder,
 
 
 def test_the_log_and_the_table_round_alike(tiny_folder, tmp_path, capsys):
-    from benchmarks.results import format_value
+    from benchmarks.protocol.results import format_value
 
     rows = run_protocol(CIFAR10_PROBE, _smoke(tiny_folder, tmp_path, "--extractor", "random-d"))
     out = capsys.readouterr().out
@@ -182,7 +182,7 @@ def test_eval_epochs_name_the_candidate_lengths_and_must_be_reached(capsys):
     # a shortened training keeps the preset's candidates it reaches (paper: 5, 10, ...)
     assert parse_run(CIFAR10_PROBE, ["--preset", "paper", "--device", "cpu", "--gan-epochs", "8"]
                      ).preset.eval_epochs == (5,)
-    from dcgan_ref.errors import UserError
+    from dcgan_ref.runtime.errors import UserError
 
     with pytest.raises(UserError, match=r"--eval-epochs 9: past the GAN's training length \(6 epochs\)"):
         parse_run(CIFAR10_PROBE, ["--preset", "paper", "--device", "cpu", "--gan-epochs", "6", "--eval-epochs", "2,9"])
@@ -191,7 +191,7 @@ def test_eval_epochs_name_the_candidate_lengths_and_must_be_reached(capsys):
 def test_the_chosen_length_is_saved_as_a_discriminator_other_protocols_load(tiny_folder, tmp_path):
     """``<run>/gan/chosen.pt`` is the validation-chosen D, loadable with ``--discriminator``:
     the SVHN-protocol row of a GAN trained in the CIFAR-10 probe uses the same D."""
-    from dcgan_ref import checkpoint
+    from dcgan_ref.runtime import checkpoint
     from dcgan_ref.pretrained import load_discriminator
 
     argv = _smoke(tiny_folder, tmp_path, "--extractor", "dcgan", "--gan-epochs", "0.5", "--eval-epochs", "0.125")

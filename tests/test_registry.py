@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 
 from baselines.registry import BuildContext, register
-from benchmarks.protocol import CIFAR10_PROBE, run_protocol
+from benchmarks.protocol.runner import CIFAR10_PROBE, run_protocol
 
 
 class ChannelMeans:

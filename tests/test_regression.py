@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from benchmarks.protocol import CIFAR10_PROBE, run_protocol
+from benchmarks.protocol.runner import CIFAR10_PROBE, run_protocol
 
 RECORD = Path(__file__).with_name("regression_ci.json")
 

@@ -11,8 +11,8 @@ import pytest
 import torch
 from torchvision.utils import save_image
 
-from benchmarks import report
-from benchmarks.gan_publish import write_record
+from benchmarks.report import render as report
+from benchmarks.protocol.gan_record import write_record
 
 
 def _record(results: Path, name: str, curve: list[dict], mlflow_run: str | None = None) -> Path:
@@ -57,7 +57,7 @@ def test_gan_sections_come_from_committed_records_alone_and_rows_without_one_are
 
 
 def test_a_protocol_training_record_holds_its_scores_losses_and_chosen_samples(tmp_path):
-    from benchmarks.gan_publish import training_record
+    from benchmarks.protocol.gan_record import training_record
 
     out = tmp_path / "gan"
     out.mkdir()
@@ -88,9 +88,9 @@ def test_a_protocol_training_record_holds_its_scores_losses_and_chosen_samples(t
 def test_the_gap_section_chains_measured_rows_and_names_what_is_missing(tmp_path):
     import dataclasses
 
-    from benchmarks.gap import gap_section
-    from benchmarks.results import write_results
-    from benchmarks.row import ResultRow
+    from benchmarks.report.gap import gap_section
+    from benchmarks.protocol.results import write_results
+    from benchmarks.protocol.row import ResultRow
 
     def row(extractor, gan_data, value, metric="test_accuracy"):
         return ResultRow(protocol="cifar10_probe", dataset="CIFAR-10 (JPEG copy)", extractor=extractor,
@@ -121,8 +121,8 @@ def test_the_gap_section_chains_measured_rows_and_names_what_is_missing(tmp_path
 
 
 def test_the_cost_table_comes_from_the_rows(tmp_path):
-    from benchmarks.results import write_results
-    from benchmarks.row import ResultRow
+    from benchmarks.protocol.results import write_results
+    from benchmarks.protocol.row import ResultRow
 
     row = ResultRow(protocol="cifar10_probe", dataset="CIFAR-10 (JPEG copy)", extractor="pixels", classifier="L2-SVM",
                     preset="paper", metric="test_accuracy_400pc", value=37.4, wall_s=720.0, n_train=4000,
@@ -134,9 +134,9 @@ def test_the_cost_table_comes_from_the_rows(tmp_path):
 
 
 def test_a_gap_step_joins_only_rows_that_chose_c_the_same_way(tmp_path):
-    from benchmarks.gap import gap_section
-    from benchmarks.results import write_results
-    from benchmarks.row import ResultRow
+    from benchmarks.report.gap import gap_section
+    from benchmarks.protocol.results import write_results
+    from benchmarks.protocol.row import ResultRow
 
     cv = "C chosen per draw by 5-fold cross-validation within each draw's 4,000 labels"
 

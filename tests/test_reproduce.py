@@ -8,8 +8,8 @@ import mlflow
 import pandas as pd
 import pytest
 
-from benchmarks import reproduce
-from benchmarks.results import RESULTS_DIR
+from benchmarks.studies import reproduce
+from benchmarks.protocol.results import RESULTS_DIR
 
 PNG = b"\x89PNG\r\n\x1a\n"
 
@@ -58,7 +58,7 @@ def test_the_plan_skips_what_does_not_fit_and_says_so(tiny_folder, tmp_path):
 def test_report_renders_from_the_committed_results_alone(tmp_path):
     import shutil
 
-    from benchmarks.report import write_report
+    from benchmarks.report.render import write_report
 
     for p in RESULTS_DIR.glob("*.csv"):
         shutil.copy(p, tmp_path / p.name)

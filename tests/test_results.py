@@ -4,8 +4,8 @@ import dataclasses
 import pandas as pd
 import pytest
 
-from benchmarks.results import COLUMNS, write_results
-from benchmarks.row import ResultRow
+from benchmarks.protocol.results import COLUMNS, write_results
+from benchmarks.protocol.row import ResultRow
 
 
 def _row(extractor, value, preset="quick", metric="test_accuracy", seed=0):
@@ -125,7 +125,7 @@ def test_a_held_lock_times_out_with_a_clear_error(tmp_path):
 
     import pytest
 
-    from dcgan_ref.errors import UserError
+    from dcgan_ref.runtime.errors import UserError
 
     with open(tmp_path / ".cifar10_probe.lock", "a") as held:
         fcntl.flock(held, fcntl.LOCK_EX)
@@ -144,7 +144,7 @@ def test_a_new_row_leaves_the_text_of_the_rows_beside_it_alone(tmp_path):
 
 
 def test_published_rows_name_files_never_a_machines_folders(tmp_path):
-    from benchmarks.row import REPO, published_text
+    from benchmarks.protocol.row import REPO, published_text
 
     assert published_text(f"listed in {REPO}/docs/figures/dedup.json") == "listed in docs/figures/dedup.json"
     assert published_text("4,000 train / 1,000 test images of /work/local/slices/jpeg_slice, 326 labels/class") == \
@@ -160,7 +160,7 @@ def test_published_rows_name_files_never_a_machines_folders(tmp_path):
 def test_no_committed_table_or_report_holds_an_absolute_path():
     import re
 
-    from benchmarks.row import REPO
+    from benchmarks.protocol.row import REPO
 
     pattern = re.compile(r"(?<![\w.:/~])/(?:work|root|home|tmp|Users|mnt|data)/")
     for path in sorted((REPO / "results").glob("*.csv")) + sorted((REPO / "results").glob("*.md")):

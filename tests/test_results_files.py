@@ -11,12 +11,14 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from benchmarks import cifar10_probe, protocol, report
-from benchmarks.results import COLUMNS, read_results, rerender, write_results
-from benchmarks.results_io import ResultsFileError
-from benchmarks.row import ResultRow
-from benchmarks.sensitivity import CSV_COLUMNS, read_sensitivity, write_rows
-from dcgan_ref.errors import run_cli
+from benchmarks import cifar10_probe
+from benchmarks.protocol import runner as protocol
+from benchmarks.report import render as report
+from benchmarks.protocol.results import COLUMNS, read_results, rerender, write_results
+from benchmarks.protocol.results_io import ResultsFileError
+from benchmarks.protocol.row import ResultRow
+from benchmarks.studies.sensitivity import CSV_COLUMNS, read_sensitivity, write_rows
+from dcgan_ref.runtime.errors import run_cli
 
 REPO = Path(__file__).resolve().parents[1]
 OLD_COLUMNS = [c for c in COLUMNS if c not in ("seed", "data_sha256")]  # what an older version wrote

@@ -7,9 +7,10 @@ import pandas as pd
 import pytest
 import torch
 
-from benchmarks import evaluation, sensitivity
-from benchmarks.classifiers import CLASSIFIERS
-from dcgan_ref.errors import UserError
+from benchmarks.protocol import evaluation
+from benchmarks.studies import sensitivity
+from benchmarks.classifiers.registry import CLASSIFIERS
+from dcgan_ref.runtime.errors import UserError
 from dcgan_ref.features import layer_columns, pooled_features
 from dcgan_ref.models import build_gan
 
@@ -64,7 +65,7 @@ def test_a_rerun_replaces_its_own_rows_only(tiny_folder, tmp_path):
     md = (tmp_path / "results" / "sensitivity.md").read_text()
     header = next(line for line in md.split("## random-init D (svhn32)")[1].splitlines() if "MLflow runs" in line)
     assert header.count(" (commit ") == 2 and "scaling)" in header and "pooling" in header  # each run named
-    from benchmarks.report import write_report
+    from benchmarks.report.render import write_report
     report = write_report(tmp_path / "results").read_text()
     assert "## Sensitivity to the unstated choices" in report and "largest effects" in report
     assert (tmp_path / "results" / "report" / "sensitivity_1.png").stat().st_size > 0  # one chart per extractor
@@ -155,9 +156,9 @@ def test_the_other_losses_classify_separable_data(name):
 @pytest.mark.parametrize("name", ["svm", "hinge", "logistic"])
 def test_wide_data_is_fitted_on_its_thin_factor_to_the_same_model(name, monkeypatch):
     """Fewer rows than features: the fit on ``F`` (X = F Q^T) mapped back by Q is the fit on X."""
-    from benchmarks import classifiers
-    from benchmarks.hinge import hinge_objective
-    from benchmarks.svm import svm_objective
+    from benchmarks.classifiers import registry as classifiers
+    from benchmarks.classifiers.hinge import hinge_objective
+    from benchmarks.classifiers.svm import svm_objective
 
     g = torch.Generator().manual_seed(2)
     y = torch.arange(60) % 3
@@ -190,7 +191,7 @@ def test_the_hinge_solver_reaches_liblinears_optimum():
     """Parity with scikit-learn's LinearSVC(loss="hinge") solved to tight tolerance."""
     from sklearn.svm import LinearSVC
 
-    from benchmarks.hinge import fit_hinge, hinge_objective
+    from benchmarks.classifiers.hinge import fit_hinge, hinge_objective
     g = torch.Generator().manual_seed(0)
     y = torch.arange(400) % 4
     x = torch.randn(400, 30, generator=g) + 0.8 * torch.randn(4, 30, generator=g)[y]

@@ -7,7 +7,7 @@ import math
 import pytest
 import torch
 
-from benchmarks.svm import LinearSVM, fit_l2svm, svm_objective
+from benchmarks.classifiers.svm import LinearSVM, fit_l2svm, svm_objective
 
 SLICE = "cifar10_lossless_slice.tar.xz"
 N_TRAIN = 2000
@@ -17,7 +17,7 @@ N_TRAIN = 2000
 def pixels(shared_data, tmp_path_factory):
     """Standardised raw pixels in [-1, 1] (3,072 dims) of 2,000 official CIFAR-10 train
     images (200 per class, lowest official indices) and all 1,000 slice test images."""
-    from dcgan_ref.data import load_split
+    from dcgan_ref.datasets.loading import load_split
 
     path = shared_data / SLICE
     if not path.is_file():
@@ -199,7 +199,7 @@ def test_bad_init_shape_is_a_clear_error():
 def test_a_shared_basis_gives_the_solve_of_its_own():
     """A sweep computes the preconditioner's subspace once; each fit must equal the fit that
     computes it itself (same seed, same X), and a basis of another matrix is refused."""
-    from benchmarks.svm import subspace_basis
+    from benchmarks.classifiers.svm import subspace_basis
     x, y = _blobs(300, 40, 4, spread=4.0)
     basis = subspace_basis(x)
     for C in (1e-2, 1.0):
@@ -210,7 +210,7 @@ def test_a_shared_basis_gives_the_solve_of_its_own():
 
 
 def test_finite_check_catches_every_non_finite_and_no_finite_overflow():
-    from benchmarks.svm import _all_finite
+    from benchmarks.classifiers.svm import _all_finite
     x = torch.randn(50, 30)
     assert _all_finite(x)
     big = torch.full((4, 30), 3e38)  # finite, but every row sum overflows to inf

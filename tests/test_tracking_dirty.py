@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import subprocess
 
-from dcgan_ref import tracking
+from dcgan_ref.runtime import tracking
 
 
 def _git(repo, *args):

@@ -13,15 +13,15 @@ import pandas as pd
 import torch
 
 import benchmarks.throughput as package
-from benchmarks.results import RESULTS_DIR, read_results, render_markdown, write_results
-from benchmarks.row import COLUMNS, ResultRow
+from benchmarks.protocol.results import RESULTS_DIR, read_results, render_markdown, write_results
+from benchmarks.protocol.row import COLUMNS, ResultRow
 from benchmarks.throughput.naive import prepare_image_folder
 from benchmarks.throughput.suite import PROTOCOL, Suite, build_rows
 from benchmarks.throughput.timing import ARCHS, CPU_SIZES, GPU_SIZES, peak_bf16_tflops
 from benchmarks.throughput.workloads import save_profile
-from dcgan_ref.data import file_sha256, load_split
+from dcgan_ref.datasets.loading import file_sha256, load_split
 from dcgan_ref.models import get_architecture
-from dcgan_ref.tracking import device_name, provenance, tracked_run
+from dcgan_ref.runtime.tracking import device_name, provenance, tracked_run
 from dcgan_ref.train import set_determinism
 
 REPO = Path(__file__).resolve().parents[2]

@@ -19,7 +19,8 @@ from PIL import Image
 from torch.utils.data import DataLoader
 from torchvision import datasets, transforms
 
-from benchmarks.throughput.timing import Figure, Sizes, rate_figure, time_calls
+from benchmarks.throughput.timing import Figure, Sizes, rate_figure
+from dcgan_ref.runtime.limits import time_calls
 from dcgan_ref.models import Discriminator, Generator, build_gan, get_architecture
 from dcgan_ref.step import make_adam
 

@@ -9,7 +9,7 @@ from typing import Callable, Sequence
 
 import torch
 
-from benchmarks.row import ResultRow
+from benchmarks.protocol.row import ResultRow
 from benchmarks.throughput.naive import measure_naive_train
 from benchmarks.throughput.timing import ARCHS, ArchFlops, Figure, Sizes, dcgan_flops, speedup
 from benchmarks.throughput.workloads import (

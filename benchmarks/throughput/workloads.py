@@ -4,7 +4,7 @@ Every callable here is set up the way the reproduction itself runs: the training
 :class:`dcgan_ref.step.GanSetup`'s, fed by :class:`dcgan_ref.step.ResidentBatches` (as
 ``dcgan_ref.train.train``); extraction is :func:`dcgan_ref.features.pooled_features`; the
 K-means encoder is ``baselines.kmeans.KMeansExtractor``; the SVM is
-:func:`benchmarks.svm.fit_l2svm`.  ``benchmarks/test_throughput.py`` times the same callables
+:func:`benchmarks.classifiers.svm.fit_l2svm`.  ``benchmarks/test_throughput.py`` times the same callables
 with pytest-benchmark.
 """
 from __future__ import annotations
@@ -20,13 +20,14 @@ from torch.autograd import DeviceType
 from torch.profiler import ProfilerActivity, profile
 
 from baselines.kmeans import KMeansExtractor
-from benchmarks.evaluation import Standardizer
-from benchmarks.svm import LinearSVM, fit_l2svm
-from benchmarks.throughput.timing import Figure, Sizes, count_flops, rate_figure, time_calls
+from benchmarks.protocol.evaluation import Standardizer
+from benchmarks.classifiers.svm import LinearSVM, fit_l2svm
+from benchmarks.throughput.timing import Figure, Sizes, count_flops, rate_figure
+from dcgan_ref.runtime.limits import time_calls
 from dcgan_ref.features import pooled_features, set_population_bn_stats
 from dcgan_ref.models import build_gan, feature_dim, get_architecture
 from dcgan_ref.step import GanSetup, ResidentBatches, StepSettings
-from dcgan_ref.tracking import device_name
+from dcgan_ref.runtime.tracking import device_name
 
 
 def random_images(n: int, size: int, device: torch.device, seed: int = 0) -> torch.Tensor:

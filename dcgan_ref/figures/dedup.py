@@ -27,7 +27,7 @@ from torchvision.utils import make_grid
 
 from dcgan_ref.figures import neighbours
 from dcgan_ref.figures.inputs import save_figure, write_json
-from dcgan_ref.progress import Progress
+from dcgan_ref.runtime.progress import Progress
 
 CODE_BITS = 128
 RATIO, K = 0.75, 5

@@ -16,7 +16,7 @@ import torch
 from matplotlib.figure import Figure
 from torch import nn
 
-from dcgan_ref.data import to_unit_range
+from dcgan_ref.datasets.loading import to_unit_range
 from dcgan_ref.figures.inputs import FigureInputs, save_figure, write_json
 from dcgan_ref.models import Discriminator
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import torch
 
-from dcgan_ref.progress import Progress
+from dcgan_ref.runtime.progress import Progress
 
 
 def nearest(queries: torch.Tensor, bank: torch.Tensor, k: int = 1, chunk: int = 1000

@@ -9,11 +9,11 @@ import time
 from typing import Any
 
 from baselines.supervised import evaluate_error, random_search
-from benchmarks.protocol_data import ProtocolData
-from benchmarks.row import ResultRow
-from benchmarks.run_context import RunContext
-from benchmarks.splits import draw_per_class
-from dcgan_ref.tracking import provenance, tracked_run
+from benchmarks.protocol.data import ProtocolData
+from benchmarks.protocol.row import ResultRow
+from benchmarks.protocol.context import RunContext
+from benchmarks.protocol.splits import draw_per_class
+from dcgan_ref.runtime.tracking import provenance, tracked_run
 
 CLASSIFIER = "CNN"  # the table's classifier column for this row
 

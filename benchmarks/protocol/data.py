@@ -7,10 +7,10 @@ from dataclasses import dataclass
 
 import torch
 
-from benchmarks.run_context import RunContext
-from benchmarks.splits import balanced_subset, class_balanced_split
-from dcgan_ref.data import RESIZE_FILTER, ImageSet, load_split, resize_to
-from dcgan_ref.errors import DataError, UserError
+from benchmarks.protocol.context import RunContext
+from benchmarks.protocol.splits import balanced_subset, class_balanced_split
+from dcgan_ref.datasets.loading import RESIZE_FILTER, ImageSet, load_split, resize_to
+from dcgan_ref.runtime.errors import DataError, UserError
 
 
 @dataclass

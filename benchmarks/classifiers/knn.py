@@ -23,7 +23,7 @@ from typing import Iterable
 
 import torch
 
-from benchmarks.svm import ieee_fp32_matmul
+from benchmarks.classifiers.svm import ieee_fp32_matmul
 
 __all__ = [
     "KNNClassifier", "fit_knn", "knn_predict", "nearest", "nearest_neighbors", "vote", "choose_k",

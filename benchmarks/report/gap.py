@@ -13,9 +13,9 @@ from typing import Any
 import pandas as pd
 from tabulate import tabulate
 
-from benchmarks.paper import paper_rows
-from benchmarks.results import format_value, metric_label, read_results
-from benchmarks.sensitivity import read_sensitivity
+from benchmarks.protocol.paper import paper_rows
+from benchmarks.protocol.results import format_value, metric_label, read_results
+from benchmarks.studies.sensitivity import read_sensitivity
 
 METRICS = {"test_accuracy": "all labels", "test_accuracy_400pc": "400 labels/class"}
 PAPER_DCGAN = "DCGAN (imagenet32, Imagenet-1k)"

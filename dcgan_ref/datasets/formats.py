@@ -3,7 +3,7 @@
 Each format has three jobs: `locate` recognises it in a path, `split_files` lists the
 files whose bytes define one split (what the content hash covers), and `decode` turns a
 split into uint8 images (N, 3, H, W) and int64 labels. Hashing and caching live in
-`dcgan_ref.data`, which is the module other code should import.
+`dcgan_ref.datasets.loading`, which is the module other code should import.
 
 md5 policy for official files: a CIFAR-10 batch or SVHN .mat that holds the official
 number of images claims to be the official file, so its md5 must match torchvision's
@@ -33,8 +33,8 @@ from PIL import Image
 from torchvision.datasets import CIFAR10, SVHN
 from torchvision.datasets.utils import calculate_md5
 
-from dcgan_ref import tinyimagenet as tiny
-from dcgan_ref.errors import DataError
+from dcgan_ref.datasets import tinyimagenet as tiny
+from dcgan_ref.runtime.errors import DataError
 
 CIFAR10_CLASSES = ("airplane", "automobile", "bird", "cat", "deer",
                    "dog", "frog", "horse", "ship", "truck")

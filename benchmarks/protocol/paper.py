@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-from benchmarks.row import ResultRow
+from benchmarks.protocol.row import ResultRow
 
 _CITE = "Radford et al. 2016"
 _DRAWS = " (*: read from the table image; ± as published, 1.96 × std)"

@@ -10,8 +10,8 @@ from typing import Any, Sequence
 
 import torch
 
-from benchmarks.classifiers import Classifier, thin_factor
-from benchmarks.splits import draw_per_class
+from benchmarks.classifiers.registry import Classifier, thin_factor
+from benchmarks.protocol.splits import draw_per_class
 
 
 @dataclass

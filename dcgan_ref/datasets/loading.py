@@ -28,9 +28,9 @@ import torch
 from torchvision.datasets import CIFAR10
 from torchvision.datasets.utils import download_url
 
-from dcgan_ref import data_formats as formats
-from dcgan_ref.data_formats import ACCEPTED
-from dcgan_ref.errors import DataError
+from dcgan_ref.datasets import formats
+from dcgan_ref.datasets.formats import ACCEPTED
+from dcgan_ref.runtime.errors import DataError
 
 __all__ = ["ImageSet", "DataError", "load_split", "detect_format", "default_cache_dir", "resize_to",
            "to_unit_range"]

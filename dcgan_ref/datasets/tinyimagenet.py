@@ -7,7 +7,7 @@
 
 Labels follow the order of ``wnids.txt``. The official ``test/`` split has no labels and is
 refused. Images keep the size they are stored at (the official download: 64x64); the
-protocols bring them to the architecture's size with :func:`dcgan_ref.data.resize_to`.
+protocols bring them to the architecture's size with :func:`dcgan_ref.datasets.loading.resize_to`.
 The layout is recognised by ``wnids.txt`` beside ``train/`` or ``val/`` (the official zip
 unpacks to ``tiny-imagenet-200/``, one folder down, which is also found).
 """
@@ -18,7 +18,7 @@ from typing import Callable
 
 import numpy as np
 
-from dcgan_ref.errors import DataError
+from dcgan_ref.runtime.errors import DataError
 
 WNIDS = "wnids.txt"
 VAL_ANNOTATIONS = "val/val_annotations.txt"

@@ -18,10 +18,10 @@ from urllib.parse import urlparse
 
 import torch
 
-from dcgan_ref.errors import UserError
-from dcgan_ref.hardware import cpu_name
+from dcgan_ref.runtime.errors import UserError
+from dcgan_ref.runtime.hardware import cpu_name
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 
 for _name in ("mlflow", "alembic"):  # their schema-migration chatter is not our output
     logging.getLogger(_name).setLevel(logging.WARNING)

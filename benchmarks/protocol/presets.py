@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 import torch
 
-from dcgan_ref.hardware import native_bf16
+from dcgan_ref.runtime.hardware import native_bf16
 
 PAPER_C_GRID = tuple(10.0 ** (e / 2) for e in range(-12, -1))  # 1e-6 .. 1e-1, half-decade steps
 # On standardised features, C >= 1e-2 is the near-hard-margin regime (train accuracy 100%

@@ -24,8 +24,8 @@ import shutil
 from pathlib import Path
 from typing import Any
 
-from benchmarks.row import published_text
-from dcgan_ref.errors import UserError
+from benchmarks.protocol.row import published_text
+from dcgan_ref.runtime.errors import UserError
 
 CURVE_FIELDS = ("images_seen", "step", "val_score", "train_img_per_s", "precision", "commit", "date")
 LOSS_FIELDS = ("step", "images_seen", "loss_D", "loss_G")

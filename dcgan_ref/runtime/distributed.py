@@ -22,7 +22,7 @@ import torch.distributed.nn.functional as dist_fn
 from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 
-from dcgan_ref.errors import UserError
+from dcgan_ref.runtime.errors import UserError
 
 
 @dataclass(frozen=True)

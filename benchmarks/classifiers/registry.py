@@ -13,7 +13,7 @@ from typing import Any, Callable, Protocol, Sequence
 
 import torch
 
-from benchmarks import hinge, knn, svm
+from benchmarks.classifiers import hinge, knn, svm
 
 Predictor = Callable[[torch.Tensor], torch.Tensor]
 
@@ -112,7 +112,7 @@ class _OtherLoss:
     """The sensitivity table's other losses at the same features (the protocols use the
     L2-SVM): one sweep loop, each C warm-started from the last, on the thin factor when
     there are fewer rows than features (:class:`ThinFactor`), each fit a
-    :class:`benchmarks.svm.LinearSVM` (its ``predict`` is the predictor)."""
+    :class:`benchmarks.classifiers.svm.LinearSVM` (its ``predict`` is the predictor)."""
     hyper, preset_grid = "C", "C_grid"
 
     def __init__(self, n_classes: int, log=print, quiet_below_s: float = 5.0) -> None:
@@ -153,7 +153,7 @@ class _OtherLoss:
 
 
 class HingeSVMClassifier(_OtherLoss):
-    """One-vs-rest linear SVM with the plain hinge (``benchmarks.hinge``)."""
+    """One-vs-rest linear SVM with the plain hinge (``benchmarks.classifiers.hinge``)."""
     name = "hinge SVM"
 
     def _fit(self, x, y, c, prev):

@@ -1,12 +1,12 @@
 """One runner for every protocol: data -> extractor.fit -> features (once) -> classifier
 chosen on validation -> test -> MLflow + results table.
 
-A protocol is only a :class:`~benchmarks.spec.ProtocolSpec` (which splits, how many
+A protocol is only a :class:`~benchmarks.protocol.spec.ProtocolSpec` (which splits, how many
 labels, which metrics); a preset only says how much to run; an extractor describes itself
 (label, what it learned from, settings).  So nothing here tests an extractor's or a
 preset's name: what differs between them is data on them.  Each row runs in three steps,
 *compute* (:func:`compute_features`), *evaluate* (:func:`evaluate`), *record*
-(:func:`record`), and only :class:`~benchmarks.row.ResultRow`s leave it.
+(:func:`record`), and only :class:`~benchmarks.protocol.row.ResultRow`s leave it.
 """
 from __future__ import annotations
 
@@ -22,12 +22,12 @@ import torch
 
 from baselines import registry
 from baselines.interface import FeatureExtractor
-from benchmarks import evaluation
-from benchmarks.classifiers import CLASSIFIERS
-from benchmarks.evaluation import Evaluation, Standardizer
-from benchmarks.gan_publish import training_record, write_record
-from benchmarks.protocol_data import ProtocolData, check_unseen_validation, load_data
-from benchmarks.results import (
+from benchmarks.protocol import evaluation
+from benchmarks.classifiers.registry import CLASSIFIERS
+from benchmarks.protocol.evaluation import Evaluation, Standardizer
+from benchmarks.protocol.gan_record import training_record, write_record
+from benchmarks.protocol.data import ProtocolData, check_unseen_validation, load_data
+from benchmarks.protocol.results import (
     RESULTS_DIR,
     draws_choice_note,
     empty_frame,
@@ -38,15 +38,15 @@ from benchmarks.results import (
     results_frame,
     write_results,
 )
-from benchmarks.row import ResultRow
-from benchmarks.run_context import RunContext, parse_run
-from benchmarks.spec import CIFAR10_PROBE, SVHN_1000, ProtocolSpec
-from benchmarks.splits import draw_per_class
-from benchmarks.supervised_control import evaluate_supervised
-from benchmarks.throughput.timing import describe_limits, device_limits
-from dcgan_ref.distributed import gather_rows, init_from_env, share_object
-from dcgan_ref.errors import UserError
-from dcgan_ref.tracking import check_tracking_store, provenance, tracked_run, unwritable
+from benchmarks.protocol.row import ResultRow
+from benchmarks.protocol.context import RunContext, parse_run
+from benchmarks.protocol.spec import CIFAR10_PROBE, SVHN_1000, ProtocolSpec
+from benchmarks.protocol.splits import draw_per_class
+from benchmarks.protocol.control import evaluate_supervised
+from dcgan_ref.runtime.limits import describe_limits, device_limits
+from dcgan_ref.runtime.distributed import gather_rows, init_from_env, share_object
+from dcgan_ref.runtime.errors import UserError
+from dcgan_ref.runtime.tracking import check_tracking_store, provenance, tracked_run, unwritable
 
 __all__ = ["CIFAR10_PROBE", "SVHN_1000", "ProtocolSpec", "run_protocol"]
 

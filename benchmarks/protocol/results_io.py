@@ -24,7 +24,7 @@ from typing import Iterable
 
 import pandas as pd
 
-from dcgan_ref.errors import UserError
+from dcgan_ref.runtime.errors import UserError
 
 
 class ResultsFileError(UserError):

@@ -17,7 +17,7 @@ import platform
 
 import torch
 
-from dcgan_ref.errors import UserError
+from dcgan_ref.runtime.errors import UserError
 
 # CPU flags (Linux /proc/cpuinfo) behind a native bf16 GEMM: AMX tiles, or AVX-512's bf16 dot product.
 BF16_FLAGS = ("amx_bf16", "avx512_bf16")

@@ -1,0 +1,1 @@
+"""Studies built on the protocol: the sensitivity table and the whole-paper reproduction."""
