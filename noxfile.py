@@ -92,7 +92,7 @@ def sensitivity(session: nox.Session) -> None:
 @nox.session
 def reproduce(session: nox.Session) -> None:
     """Tables 1 and 2 within --budget-min, then results/REPORT.md (see README)."""
-    session.run(_python(session), "-m", "benchmarks.studies.reproduce", *session.posargs, external=True)
+    session.run(_python(session), "-m", "benchmarks.reproduce", *session.posargs, external=True)
 
 
 @nox.session

@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 from baselines.registry import BuildContext, register
-from dcgan_ref.runtime.errors import UserError
 from dcgan_ref.extractor import DCGANExtractor
 from dcgan_ref.models import get_architecture
 from dcgan_ref.pretrained import load_discriminator
+from dcgan_ref.runtime.errors import UserError
 from dcgan_ref.train import TrainConfig
 
 

@@ -19,8 +19,8 @@ import torch
 
 from benchmarks.throughput import naive, timing, workloads
 from dcgan_ref.models import feature_dim, get_architecture
-from dcgan_ref.step import StepSettings
 from dcgan_ref.runtime.tracking import device_name
+from dcgan_ref.step import StepSettings
 
 DEVICE = torch.device("cuda" if torch.cuda.is_available() else "cpu")
 CUDA = DEVICE.type == "cuda"

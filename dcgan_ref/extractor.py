@@ -14,9 +14,9 @@ from typing import Any, Callable
 
 import torch
 
-from dcgan_ref.runtime import checkpoint
 from dcgan_ref.features import BN_MODES, pooled_features, set_population_bn_stats
 from dcgan_ref.models import Discriminator, build_gan, feature_dim
+from dcgan_ref.runtime import checkpoint
 from dcgan_ref.train import TrainConfig, train
 
 

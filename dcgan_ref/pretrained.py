@@ -10,10 +10,10 @@ from pathlib import Path
 
 import torch
 
-from dcgan_ref.runtime import checkpoint
-from dcgan_ref.runtime.errors import UserError
 from dcgan_ref.models import ARCHITECTURES, Discriminator, build_gan
 from dcgan_ref.newmu import SPEC_PREFIX, load_newmu_svhn, parse_discriminator_spec
+from dcgan_ref.runtime import checkpoint
+from dcgan_ref.runtime.errors import UserError
 
 
 @dataclass

@@ -12,11 +12,11 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from dcgan_ref.runtime import distributed
 from dcgan_ref.datasets.loading import to_unit_range
-from dcgan_ref.runtime.distributed import World
 from dcgan_ref.fast_step import GraphedStep, StepFn
 from dcgan_ref.models import Discriminator, Generator, build_gan
+from dcgan_ref.runtime import distributed
+from dcgan_ref.runtime.distributed import World
 
 
 @dataclass(frozen=True)

@@ -23,14 +23,14 @@ from typing import Callable
 import torch
 from torchvision.utils import make_grid, save_image
 
-from dcgan_ref.runtime import checkpoint
 from dcgan_ref.collapse import CollapseMonitor
 from dcgan_ref.datasets.loading import load_split
+from dcgan_ref.models import Discriminator, Generator, get_architecture
+from dcgan_ref.runtime import checkpoint
 from dcgan_ref.runtime.distributed import World, all_mean, check_batch, init_from_env
 from dcgan_ref.runtime.errors import TrainingDiverged, UserError, run_cli
-from dcgan_ref.models import Discriminator, Generator, get_architecture
-from dcgan_ref.step import GanSetup, ResidentBatches, StepSettings
 from dcgan_ref.runtime.tracking import check_tracking_store, tracked_run
+from dcgan_ref.step import GanSetup, ResidentBatches, StepSettings
 
 
 @dataclass
@@ -134,155 +134,58 @@ def train(cfg: TrainConfig, images: torch.Tensor, out_dir: str | os.PathLike, *,
     (checked at each log line), so a run that dies loses at most that much.
     ``on_progress``: called at each log line with step, steps, images seen, img/s, ETA, losses.
     """
-    arch = get_architecture(cfg.arch)
-    shape = (3, arch.image_size, arch.image_size)
-    if images.dtype != torch.uint8 or images.dim() != 4 or tuple(images.shape[1:]) != shape:
-        raise UserError(f"{cfg.arch} trains on uint8 images (N, 3, {arch.image_size}, {arch.image_size}); "
-                        f"got {tuple(images.shape)} {images.dtype}")
-    if len(images) < cfg.batch_size:
-        raise UserError(f"{len(images)} training images is fewer than one batch of {cfg.batch_size}")
-    check_batch(cfg.batch_size, world)
-    if world.size > 1 and on_eval is not None:
-        raise UserError("choosing the GAN's length on validation runs in one process, not under torchrun")
+    arch = _check_inputs(cfg, images, world, validating=on_eval is not None)
     log = log if world.main else (lambda _: None)
     set_determinism(cfg.deterministic)
     out_dir = Path(out_dir)
     ckpt_path = out_dir / "last.pt"  # one checkpoint, replaced atomically: a crash never leaves half of one
     torch.manual_seed(cfg.seed)
 
-    # G and D, their optimisers and the step: the same set-up the throughput suite times.
-    settings = StepSettings(cfg.bf16, cfg.channels_last, cfg.cuda_graph and device.type == "cuda")  # graphs: CUDA only
-    setup = GanSetup.create(cfg.arch, settings, device, seed=cfg.seed, lr=cfg.lr, beta1=cfg.beta1,
-                            weight_decay=cfg.weight_decay, world=world)
-    g, d, opt_g, opt_d = setup.g, setup.d, setup.opt_g, setup.opt_d
-    # The whole uint8 set lives on the device (CIFAR-10: 150 MB): batches are an index, not a DataLoader.
-    batches = ResidentBatches(images.to(device), cfg.batch_size, channels_last=cfg.channels_last, seed=cfg.seed + 1)
-    # Separate generators for data order, z and the sample grid's fixed z: each stream is
-    # checkpointed on its own, so a resumed run draws exactly what an uninterrupted one would.
-    z_gen = torch.Generator(device).manual_seed(cfg.seed + 2)
-    fixed_z = arch.sample_z(64, device, torch.Generator(device).manual_seed(cfg.seed + 3))
-    # The collapse check's fixed z and real reference: their own seeds, so nothing to checkpoint.
-    monitor = CollapseMonitor(g, images, device, seed=cfg.seed + 4)
-    step = 0
-
+    # G and D, their optimisers and the step: the same set-up the throughput suite times (graphs: CUDA only).
+    graphs = cfg.cuda_graph and device.type == "cuda"
+    setup = GanSetup.create(cfg.arch, StepSettings(cfg.bf16, cfg.channels_last, graphs), device, seed=cfg.seed,
+                            lr=cfg.lr, beta1=cfg.beta1, weight_decay=cfg.weight_decay, world=world)
+    g, d = setup.g, setup.d
+    batches, z_gen, fixed_z, monitor = _streams(cfg, arch, images, device, g)
     data_id = {"sha256": _tensor_sha256(images), "n_images": len(images)}
-    if resume and ckpt_path.exists():
-        try:
-            state = checkpoint.load(ckpt_path, map_location=device)
-        except ValueError as e:
-            raise UserError(f"--resume: {e}") from None
-        missing = [k for k in ("config", "step", "g", "d", "opt_g", "opt_d", "z_gen") if k not in state]
-        if missing:
-            raise UserError(f"--resume: {ckpt_path} is not a training checkpoint of dcgan_ref.train (it has no "
-                            f"{', '.join(missing)}); use a fresh --out")
-        if state.get("data") != data_id:
-            raise UserError(f"--resume: {ckpt_path} was trained on other data ({state.get('data')}) than this run's "
-                            f"({data_id}); use the same data or a fresh --out")
-        if state["config"] != dataclasses.asdict(cfg) | {"steps": state["config"]["steps"]}:
-            raise UserError(f"--resume: {ckpt_path} was written with a different config "
-                            f"({state['config']}); use a fresh --out or the same settings")
-        try:
-            g.load_state_dict(state["g"])
-            d.load_state_dict(state["d"])
-            opt_g.load_state_dict(state["opt_g"])
-            opt_d.load_state_dict(state["opt_d"])
-            batches.load(state)
-            z_gen.set_state(state["z_gen"])
-        except (RuntimeError, KeyError, ValueError, TypeError) as e:
-            first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-            raise UserError(f"--resume: {ckpt_path} does not fit this {cfg.arch} run ({first}); use a fresh "
-                            f"--out") from None
-        step = state["step"]
-        log(f"resumed from {ckpt_path} at step {step}")
-    elif resume:
-        log(f"--resume: no checkpoint at {ckpt_path}, starting fresh")
+    step = _resume(ckpt_path, cfg, data_id, setup, batches, z_gen, device, log) if resume else 0
 
     def write_checkpoint() -> None:
-        if not world.main:
-            return
-        checkpoint.save_atomic({
-            "config": dataclasses.asdict(cfg), "data": data_id, "step": step, **batches.state(),
-            "g": g.state_dict(), "d": d.state_dict(), "opt_g": opt_g.state_dict(), "opt_d": opt_d.state_dict(),
-            "z_gen": z_gen.get_state(),
-        }, ckpt_path)
+        if world.main:
+            _save_checkpoint(ckpt_path, cfg, data_id, step, setup, batches, z_gen)
 
-    if on_eval is not None and step in eval_steps and step > 0:  # resumed exactly at a candidate length:
-        if on_eval(step, g, d):  # the caller may not have scored it before the interruption
-            return TrainResult(g, d, step, 0.0, 0.0, (math.nan, math.nan), [])
-    # After any resume: a CUDA graph captures the state it starts from.
-    if cfg.schedule == "both":
-        steps_by_parity = (setup.make_step(),) * 2
-    elif cfg.schedule == "alternate":  # the parity of the global step picks the network: resumes exactly
-        steps_by_parity = (setup.make_step("d"), setup.make_step("g"))
-    else:
-        raise UserError(f"schedule must be 'both' or 'alternate', got {cfg.schedule!r}")
+    if on_eval is not None and step in eval_steps and step > 0 and on_eval(step, g, d):  # resumed at a candidate
+        return TrainResult(g, d, step, 0.0, 0.0, (math.nan, math.nan), [])  # length it may not have scored yet
+    steps_by_parity = _steps_by_parity(setup, cfg.schedule)  # after any resume: a CUDA graph captures that state
     last_losses = torch.zeros(2, device=device)  # alternate: each network's latest loss, for the log
-    b, n = cfg.batch_size, len(images)
-    loss_sum = torch.zeros(2, device=device)
+    b, n, loss_sum = cfg.batch_size, len(images), torch.zeros(2, device=device)
     window_start, window_steps, last = time.perf_counter(), 0, (math.nan, math.nan)
-    t0, start_step = time.perf_counter(), step
-    last_ckpt = t0
+    t0 = last_ckpt = time.perf_counter()
+    start_step = step
     steps_per_epoch = n // b  # ResidentBatches draws full batches only: a pass over the data is n // b steps
     collapse_history: list[dict] = []
     log(f"training {cfg.arch} on {n} images, {device}, batch {b}, {cfg.steps} steps "
         f"({cfg.steps * b / n:.1f} epochs), {setup.settings.describe()}")
     while step < cfg.steps:
-        # Losses accumulate on the device: reading them every step would sync host and
-        # device and, at batch 128 on a GPU, cost more than the step itself.
         # Every rank draws the same global batch and z, and keeps its shard: N ranks compute
         # what one process does, and any world size can resume any checkpoint.
         real, z = world.shard(batches.next()), world.shard(arch.sample_z(b, device, z_gen))
-        losses = steps_by_parity[step % 2](real, z)
-        if cfg.schedule == "both":
-            last_losses = losses
-        else:  # keep the other network's latest loss (a real NaN still reaches the check below)
-            last_losses = last_losses.clone()
-            last_losses[step % 2] = losses[step % 2]
-        loss_sum += last_losses
-        step += 1
-        window_steps += 1
-
-        boundary = step == cfg.steps or step in eval_steps
-        if step % cfg.log_every == 0 or step % cfg.ckpt_every == 0 or boundary:
-            loss_d, loss_g = all_mean(loss_sum / window_steps, world).tolist()  # the only host sync
-            if not (math.isfinite(loss_d) and math.isfinite(loss_g)):
-                raise TrainingDiverged(f"non-finite loss at step {step} (loss_D={loss_d}, loss_G={loss_g}); "
-                                       f"the last good checkpoint is {ckpt_path if ckpt_path.exists() else 'none'}")
+        last_losses = _latest(cfg.schedule, last_losses, steps_by_parity[step % 2](real, z), step % 2)
+        loss_sum += last_losses  # on the device: reading it every step would sync host and device
+        step, window_steps = step + 1, window_steps + 1
+        if step % cfg.log_every == 0 or step % cfg.ckpt_every == 0 or step == cfg.steps or step in eval_steps:
+            last = _window_losses(loss_sum / window_steps, step, ckpt_path, world)  # the only host sync
             now = time.perf_counter()
-            rate = window_steps * b / (now - window_start)
-            eta = (cfg.steps - step) * b / rate
-            log(f"step {step}/{cfg.steps} epoch {step * b / n:.2f} | loss_D {loss_d:.3f} loss_G {loss_g:.3f} | "
-                f"{rate:,.0f} img/s | ETA {time.strftime('%H:%M:%S', time.gmtime(eta))}")
-            if _mlflow_active():
-                import mlflow
-
-                mlflow.log_metrics({"loss_D": loss_d, "loss_G": loss_g, "train_img_per_s": rate}, step=step)
-            last = (loss_d, loss_g)
-            if on_progress is not None and world.main:
-                on_progress({"step": step, "steps": cfg.steps, "images_seen": step * b, "img_per_s": rate,
-                             "eta_s": eta, "loss_D": loss_d, "loss_G": loss_g})
+            _report(cfg, step, n, last, window_steps * b / (now - window_start), world, log, on_progress)
             if ckpt_every_s is not None and now - last_ckpt >= ckpt_every_s and step % cfg.ckpt_every:
                 write_checkpoint()
                 last_ckpt = time.perf_counter()
             loss_sum.zero_()
             window_start, window_steps = time.perf_counter(), 0
         if step % steps_per_epoch == 0 or step == cfg.steps:
-            stats = monitor.check(g)  # on every rank: under torchrun, G's batchnorm is a collective
-            epoch = step / steps_per_epoch
-            collapse_history.append({"step": step, "epoch": epoch, **stats.as_dict(),
-                                     "loss_D": last[0], "loss_G": last[1]})
-            log(f"{'WARNING: ' if stats.flag else ''}collapse check at step {step} (epoch {epoch:.2f}): "
-                f"{stats.describe()}")
-            if world.main and _mlflow_active():
-                import mlflow
-
-                mlflow.log_metrics(stats.metrics(), step=step)
+            collapse_history.append(_collapse_check(monitor, g, step, step / steps_per_epoch, last, world, log))
         if world.main and (step % cfg.sample_every == 0 or step == cfg.steps):
-            grid = save_samples(g, fixed_z, out_dir / f"samples_{step:07d}.png")
-            if _mlflow_active():
-                import mlflow
-
-                mlflow.log_artifact(str(grid), "samples")
+            _samples(g, fixed_z, out_dir / f"samples_{step:07d}.png")
         if step % cfg.ckpt_every == 0 or step == cfg.steps or step in eval_steps:
             write_checkpoint()
             last_ckpt = time.perf_counter()
@@ -295,6 +198,144 @@ def train(cfg: TrainConfig, images: torch.Tensor, out_dir: str | os.PathLike, *,
     wall = time.perf_counter() - t0
     rate = (step - start_step) * b / wall if step > start_step else 0.0
     return TrainResult(g, d, step, rate, wall, last, collapse_history)
+
+
+def _streams(cfg: TrainConfig, arch, images: torch.Tensor, device: torch.device, g: Generator):
+    """The run's batches, z stream, the sample grid's fixed z and the collapse monitor."""
+    # The whole uint8 set lives on the device (CIFAR-10: 150 MB): batches are an index, not a DataLoader.
+    batches = ResidentBatches(images.to(device), cfg.batch_size, channels_last=cfg.channels_last, seed=cfg.seed + 1)
+    # Separate generators for data order, z and the sample grid's fixed z: each stream is
+    # checkpointed on its own, so a resumed run draws exactly what an uninterrupted one would.
+    z_gen = torch.Generator(device).manual_seed(cfg.seed + 2)
+    fixed_z = arch.sample_z(64, device, torch.Generator(device).manual_seed(cfg.seed + 3))
+    # The collapse check's fixed z and real reference: their own seeds, so nothing to checkpoint.
+    return batches, z_gen, fixed_z, CollapseMonitor(g, images, device, seed=cfg.seed + 4)
+
+
+def _save_checkpoint(path: Path, cfg: TrainConfig, data_id: dict, step: int, setup: GanSetup,
+                     batches: ResidentBatches, z_gen: torch.Generator) -> None:
+    checkpoint.save_atomic({
+        "config": dataclasses.asdict(cfg), "data": data_id, "step": step, **batches.state(),
+        "g": setup.g.state_dict(), "d": setup.d.state_dict(), "opt_g": setup.opt_g.state_dict(),
+        "opt_d": setup.opt_d.state_dict(), "z_gen": z_gen.get_state(),
+    }, path)
+
+
+def _latest(schedule: str, last_losses: torch.Tensor, losses: torch.Tensor, parity: int) -> torch.Tensor:
+    """Each network's latest loss: alternate steps update one of the two (a real NaN still
+    reaches the window's check)."""
+    if schedule == "both":
+        return losses
+    last_losses = last_losses.clone()
+    last_losses[parity] = losses[parity]
+    return last_losses
+
+
+def _window_losses(mean: torch.Tensor, step: int, ckpt_path: Path, world: World) -> tuple[float, float]:
+    """The window's mean (loss_D, loss_G) over every rank; a non-finite one stops the run."""
+    loss_d, loss_g = all_mean(mean, world).tolist()
+    if not (math.isfinite(loss_d) and math.isfinite(loss_g)):
+        raise TrainingDiverged(f"non-finite loss at step {step} (loss_D={loss_d}, loss_G={loss_g}); "
+                               f"the last good checkpoint is {ckpt_path if ckpt_path.exists() else 'none'}")
+    return loss_d, loss_g
+
+
+def _samples(g: Generator, fixed_z: torch.Tensor, path: Path) -> None:
+    grid = save_samples(g, fixed_z, path)
+    if _mlflow_active():
+        import mlflow
+
+        mlflow.log_artifact(str(grid), "samples")
+
+
+def _check_inputs(cfg: TrainConfig, images: torch.Tensor, world: World, validating: bool):
+    """The architecture, once the images, batch and world are known to fit it."""
+    arch = get_architecture(cfg.arch)
+    shape = (3, arch.image_size, arch.image_size)
+    if images.dtype != torch.uint8 or images.dim() != 4 or tuple(images.shape[1:]) != shape:
+        raise UserError(f"{cfg.arch} trains on uint8 images (N, 3, {arch.image_size}, {arch.image_size}); "
+                        f"got {tuple(images.shape)} {images.dtype}")
+    if len(images) < cfg.batch_size:
+        raise UserError(f"{len(images)} training images is fewer than one batch of {cfg.batch_size}")
+    check_batch(cfg.batch_size, world)
+    if world.size > 1 and validating:
+        raise UserError("choosing the GAN's length on validation runs in one process, not under torchrun")
+    return arch
+
+
+def _resume(ckpt_path: Path, cfg: TrainConfig, data_id: dict, setup: GanSetup, batches: ResidentBatches,
+            z_gen: torch.Generator, device: torch.device, log: Callable[[str], None]) -> int:
+    """The step to go on from: the checkpoint's, with every network, optimiser and random
+    stream restored; 0 (said in one line) without a checkpoint. A checkpoint of another run
+    (data, config, architecture) is refused."""
+    if not ckpt_path.exists():
+        log(f"--resume: no checkpoint at {ckpt_path}, starting fresh")
+        return 0
+    try:
+        state = checkpoint.load(ckpt_path, map_location=device)
+    except ValueError as e:
+        raise UserError(f"--resume: {e}") from None
+    missing = [k for k in ("config", "step", "g", "d", "opt_g", "opt_d", "z_gen") if k not in state]
+    if missing:
+        raise UserError(f"--resume: {ckpt_path} is not a training checkpoint of dcgan_ref.train (it has no "
+                        f"{', '.join(missing)}); use a fresh --out")
+    if state.get("data") != data_id:
+        raise UserError(f"--resume: {ckpt_path} was trained on other data ({state.get('data')}) than this run's "
+                        f"({data_id}); use the same data or a fresh --out")
+    if state["config"] != dataclasses.asdict(cfg) | {"steps": state["config"]["steps"]}:
+        raise UserError(f"--resume: {ckpt_path} was written with a different config "
+                        f"({state['config']}); use a fresh --out or the same settings")
+    try:
+        setup.g.load_state_dict(state["g"])
+        setup.d.load_state_dict(state["d"])
+        setup.opt_g.load_state_dict(state["opt_g"])
+        setup.opt_d.load_state_dict(state["opt_d"])
+        batches.load(state)
+        z_gen.set_state(state["z_gen"])
+    except (RuntimeError, KeyError, ValueError, TypeError) as e:
+        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        raise UserError(f"--resume: {ckpt_path} does not fit this {cfg.arch} run ({first}); use a fresh "
+                        f"--out") from None
+    log(f"resumed from {ckpt_path} at step {state['step']}")
+    return state["step"]
+
+
+def _steps_by_parity(setup: GanSetup, schedule: str) -> tuple:
+    """The step function for even and odd global steps."""
+    if schedule == "both":
+        return (setup.make_step(),) * 2
+    if schedule == "alternate":  # the parity of the global step picks the network: resumes exactly
+        return setup.make_step("d"), setup.make_step("g")
+    raise UserError(f"schedule must be 'both' or 'alternate', got {schedule!r}")
+
+
+def _report(cfg: TrainConfig, step: int, n: int, losses: tuple[float, float], rate: float, world: World,
+            log: Callable[[str], None], on_progress: Callable[[dict], None] | None) -> None:
+    """One log line (and its MLflow metrics and progress callback) for a closed window."""
+    b, (loss_d, loss_g) = cfg.batch_size, losses
+    eta = (cfg.steps - step) * b / rate
+    log(f"step {step}/{cfg.steps} epoch {step * b / n:.2f} | loss_D {loss_d:.3f} loss_G {loss_g:.3f} | "
+        f"{rate:,.0f} img/s | ETA {time.strftime('%H:%M:%S', time.gmtime(eta))}")
+    if _mlflow_active():
+        import mlflow
+
+        mlflow.log_metrics({"loss_D": loss_d, "loss_G": loss_g, "train_img_per_s": rate}, step=step)
+    if on_progress is not None and world.main:
+        on_progress({"step": step, "steps": cfg.steps, "images_seen": step * b, "img_per_s": rate,
+                     "eta_s": eta, "loss_D": loss_d, "loss_G": loss_g})
+
+
+def _collapse_check(monitor: CollapseMonitor, g: Generator, step: int, epoch: float, last: tuple[float, float],
+                    world: World, log: Callable[[str], None]) -> dict:
+    """The epoch's collapse statistics (logged, and warned about when they flag collapse)."""
+    stats = monitor.check(g)  # on every rank: under torchrun, G's batchnorm is a collective
+    log(f"{'WARNING: ' if stats.flag else ''}collapse check at step {step} (epoch {epoch:.2f}): "
+        f"{stats.describe()}")
+    if world.main and _mlflow_active():
+        import mlflow
+
+        mlflow.log_metrics(stats.metrics(), step=step)
+    return {"step": step, "epoch": epoch, **stats.as_dict(), "loss_D": last[0], "loss_G": last[1]}
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -63,8 +63,8 @@ def test_an_unknown_setting_is_a_clear_error(tmp_path):
 
 
 def test_the_report_shows_each_setting_against_its_own_processs_gemm_rate(tmp_path):
-    from benchmarks.report.render import _cpu_step
     from benchmarks.protocol.results import write_results
+    from benchmarks.report.render import _cpu_step
 
     prov = {"device": "cpu: Some CPU (2 cores, AVX2)", "torch": "t", "commit": "abc1234", "dirty": "False"}
     measured = [cpu_step.Measured(cpu_step.Setting(), [10.0, 12.0, 11.0], 9, 30.0, 5.0)]

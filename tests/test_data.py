@@ -16,7 +16,8 @@ import pytest
 import torch
 from PIL import Image
 
-from dcgan_ref.datasets import loading as data, formats as data_formats
+from dcgan_ref.datasets import formats as data_formats
+from dcgan_ref.datasets import loading as data
 from dcgan_ref.datasets.loading import DataError, ImageSet, detect_format, load_split
 
 CIFAR10_CLASSES = data_formats.CIFAR10_CLASSES

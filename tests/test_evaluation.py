@@ -2,8 +2,8 @@
 import pytest
 import torch
 
-from benchmarks.protocol import evaluation
 from benchmarks.classifiers.registry import L2SVMClassifier
+from benchmarks.protocol import evaluation
 from benchmarks.protocol.splits import class_balanced_split, draw_per_class
 
 

@@ -15,8 +15,8 @@ import torch
 
 from benchmarks import cifar10_probe, svhn_1000
 from benchmarks.protocol import runner as protocol
-from dcgan_ref.runtime import checkpoint
 from dcgan_ref import train as train_mod
+from dcgan_ref.runtime import checkpoint
 from dcgan_ref.runtime.errors import UserError, run_cli
 from dcgan_ref.train import TrainConfig, train
 

@@ -11,11 +11,12 @@ import torch
 
 from benchmarks import cifar10_probe
 from benchmarks.protocol import runner as protocol
-from benchmarks.protocol.runner import CIFAR10_PROBE, SVHN_1000, run_protocol
 from benchmarks.protocol.context import parse_run
+from benchmarks.protocol.runner import CIFAR10_PROBE, SVHN_1000, run_protocol
 from dcgan_ref.datasets.loading import load_split
-from dcgan_ref.runtime.errors import UserError, run_cli
+from dcgan_ref.datasets.near_duplicates import read_near_duplicates
 from dcgan_ref.figures import dedup
+from dcgan_ref.runtime.errors import UserError, run_cli
 
 FAST = dedup.TrainSettings(epochs=3, batch_size=64)
 
@@ -44,7 +45,7 @@ def test_hash_and_exact_search_find_planted_duplicates(tmp_path):
     assert exact["collisions"]["false_positives"] == 0
     assert numbers["hash"]["radii"]["8"]["confirmed"]["recall"] == 1.0  # +-3/255 flips a few bits at most
     assert (tmp_path / "dedup.png").stat().st_size > 10_000
-    written = dedup.read_near_duplicates(tmp_path / "dedup.json")  # what the protocol reads back
+    written = read_near_duplicates(tmp_path / "dedup.json")  # what the protocol reads back
     assert (written.test_sha256, written.n_test, written.test_indices) == ("a" * 64, 60, tuple(range(10)))
 
 

@@ -8,10 +8,11 @@ import pytest
 import torch
 from torch import nn
 
-from dcgan_ref.runtime import checkpoint
-from dcgan_ref.figures import arithmetic, guided_backprop, latent_walk, memorisation, neighbours
+from dcgan_ref.figures import arithmetic, guided_backprop, latent_walk, memorisation
 from dcgan_ref.figures.inputs import FigureInputs, decode, prepare_generator
 from dcgan_ref.models import build_gan
+from dcgan_ref.neighbours import nearest_images
+from dcgan_ref.runtime import checkpoint
 
 
 @pytest.fixture(scope="module")
@@ -101,12 +102,12 @@ def test_strongest_channels_pick_distinct_images_and_concentration_has_known_ans
 def test_nearest_matches_brute_force_and_a_copying_generator_is_caught():
     gen = torch.Generator().manual_seed(0)
     bank, queries = torch.randn(500, 48, generator=gen), torch.randn(30, 48, generator=gen)
-    dist, idx = neighbours.nearest(queries, bank, k=3, chunk=7)
+    dist, idx = nearest_images(queries, bank, k=3, chunk=7)
     brute = torch.cdist(queries, bank).sort(dim=1)
     assert torch.equal(idx, brute.indices[:, :3])
     torch.testing.assert_close(dist, brute.values[:, :3], atol=1e-5, rtol=1e-5)
-    copies = neighbours.nearest(bank[:50] + 1e-3, bank)[0][:, 0]  # a G that returns training images
-    held = neighbours.nearest(queries, bank)[0][:, 0]
+    copies = nearest_images(bank[:50] + 1e-3, bank)[0][:, 0]  # a G that returns training images
+    held = nearest_images(queries, bank)[0][:, 0]
     verdict = memorisation.compare(copies, held)
     assert verdict["share_generated_below_held_out_p1"] == 1.0 and verdict["median_ratio_generated_to_held_out"] < 0.01
     assert memorisation.compare(held, held)["median_ratio_generated_to_held_out"] == pytest.approx(1.0)
@@ -115,8 +116,8 @@ def test_nearest_matches_brute_force_and_a_copying_generator_is_caught():
 def test_the_figures_command_writes_every_figure_and_logs_it(tiny_folder, tmp_path, capsys):
     import mlflow
 
-    from dcgan_ref.runtime.errors import run_cli
     from dcgan_ref.figures.__main__ import main
+    from dcgan_ref.runtime.errors import run_cli
 
     g, d = build_gan("svhn32", seed=0)
     ckpt = tmp_path / "run" / "gan" / "last.pt"
@@ -138,8 +139,8 @@ def test_the_figures_command_writes_every_figure_and_logs_it(tiny_folder, tmp_pa
 
 
 def test_the_figures_command_refuses_bad_input_in_one_line(tmp_path, capsys):
-    from dcgan_ref.runtime.errors import run_cli
     from dcgan_ref.figures.__main__ import main
+    from dcgan_ref.runtime.errors import run_cli
 
     (tmp_path / "junk.pt").write_bytes(b"not a checkpoint")
     for argv, message in ((["--generator", str(tmp_path / "junk.pt"), "--data", "x"], "--generator"),

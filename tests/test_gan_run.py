@@ -8,9 +8,9 @@ import torch
 
 from benchmarks import gan_run
 from benchmarks.report import render as report
+from dcgan_ref.pretrained import load_discriminator
 from dcgan_ref.runtime import checkpoint
 from dcgan_ref.runtime.errors import UserError
-from dcgan_ref.pretrained import load_discriminator
 
 
 def _start(tiny_folder, run_dir, *extra):

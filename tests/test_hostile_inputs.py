@@ -20,13 +20,13 @@ import pytest
 import torch
 from PIL import Image
 
-from benchmarks import cifar10_probe, gan_run, svhn_1000
+from benchmarks import cifar10_probe, gan_run, reproduce, svhn_1000
 from benchmarks.protocol import runner as protocol
 from benchmarks.report import render as report
-from benchmarks.studies import reproduce, sensitivity
-from dcgan_ref.runtime import checkpoint
+from benchmarks.studies import sensitivity
 from dcgan_ref import train as train_mod
 from dcgan_ref.datasets.loading import load_split
+from dcgan_ref.runtime import checkpoint
 from dcgan_ref.runtime.errors import DataError, UserError, run_cli
 from dcgan_ref.train import TrainConfig, train
 from tests.conftest import write_image_folder
@@ -306,7 +306,7 @@ def test_two_reproduce_runs_on_one_results_folder_both_land(tiny_folder, tmp_pat
     results = tmp_path / "results"
     env = os.environ | {"MLFLOW_TRACKING_URI": f"sqlite:///{tmp_path / 'shared.db'}", "PYTHONPATH": str(REPO),
                         "OMP_NUM_THREADS": "1"}
-    procs = [subprocess.Popen([sys.executable, "-m", "benchmarks.studies.reproduce", "--preset", "smoke", "--data",
+    procs = [subprocess.Popen([sys.executable, "-m", "benchmarks.reproduce", "--preset", "smoke", "--data",
                                str(tiny_folder), "--results-dir", str(results), "--out", str(tmp_path / f"runs-{ex}"),
                                "--budget-min", "30", "--no-download", "--extractor", ex],
                               cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)

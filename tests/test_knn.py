@@ -1,5 +1,5 @@
-"""KNN: agreement with scikit-learn (real pixels and blobs), known answers, the tie rule,
-and one neighbour search serving every k."""
+"""KNN and the one neighbour search: agreement with scikit-learn (real pixels and blobs),
+known answers, the tie rule, and one neighbour search serving every k."""
 from __future__ import annotations
 
 import pytest
@@ -7,7 +7,14 @@ import torch
 from sklearn.neighbors import KNeighborsClassifier
 
 from benchmarks.classifiers import knn
-from benchmarks.classifiers.registry import KNNClassifier
+from benchmarks.classifiers.knn import KNNClassifier
+from dcgan_ref import neighbours
+
+
+def _predict(x, y, q, k, n_classes=None):
+    """The protocol classifier's prediction at one k."""
+    n = int(y.max()) + 1 if n_classes is None else n_classes
+    return KNNClassifier(n).sweep(x, y, (k,))[k](q)
 
 
 def _blobs(n: int, seed: int):
@@ -29,7 +36,7 @@ def test_matches_scikit_learn():
     x, y = _blobs(400, 0)
     q, _ = _blobs(200, 1)
     for k in (1, 5):  # odd k, continuous data, 4 classes: vote ties are rare
-        ours = knn.knn_predict(x, y, q, k)
+        ours = _predict(x, y, q, k)
         ref = KNeighborsClassifier(n_neighbors=k).fit(x.numpy(), y.numpy()).predict(q.numpy())
         assert (ours.numpy() == ref).mean() >= 0.99
 
@@ -50,31 +57,31 @@ def pixels(shared_data, tmp_path_factory):
 
 def test_matches_scikit_learn_on_real_pixels(pixels):
     x, y, q, yq = pixels
-    nb = y[knn.nearest(x, q, 5)]
+    nb = y[neighbours.nearest(x, q, 5)]
     for k in (1, 3, 5):
-        ours = knn.knn_predict(x, y, q, k)
+        ours = _predict(x, y, q, k)
         ref = KNeighborsClassifier(n_neighbors=k).fit(x.numpy(), y.numpy()).predict(q.numpy())
         untied = _untied(nb[:, :k], 10)
         assert untied.sum() >= 300  # 10 classes: k = 3 ties (1-1-1) are common
         assert (ours[untied].numpy() == ref[untied.numpy()]).all()
-    assert 0.25 < (knn.knn_predict(x, y, q, 1) == yq).double().mean() < 0.45  # pixel 1-NN
+    assert 0.25 < (_predict(x, y, q, 1) == yq).double().mean() < 0.45  # pixel 1-NN
 
 
 def test_chunking_and_float32_give_the_same_neighbours(pixels):
     x, _, q, _ = pixels
     x, q = x[:1000], q[:300]
-    full = knn.nearest(x, q, 5)
-    assert torch.equal(knn.nearest(x, q, 5, chunk_size=7), full)
-    d64, _ = knn.nearest_neighbors(x, q, 5)
-    d32, i32 = knn.nearest_neighbors(x.float(), q.float(), 5)
+    full = neighbours.nearest(x, q, 5)
+    assert torch.equal(neighbours.nearest(x, q, 5, chunk_size=7), full)
+    d64, _ = neighbours.nearest_neighbors(x, q, 5)
+    d32, i32 = neighbours.nearest_neighbors(x.float(), q.float(), 5)
     assert torch.allclose(d32.double(), d64, rtol=1e-4)
     assert (i32 == full).double().mean() > 0.99  # float32 may swap near-equal distances
 
 
 def test_nearest_neighbours_are_exact():
     x = torch.tensor([[0.0], [10.0], [3.0], [-1.0]])
-    assert knn.nearest(x, torch.tensor([[2.6]]), 3).tolist() == [[2, 0, 3]]
-    d, i = knn.nearest_neighbors(x, torch.tensor([[2.6], [9.0]]), 2)
+    assert neighbours.nearest(x, torch.tensor([[2.6]]), 3).tolist() == [[2, 0, 3]]
+    d, i = neighbours.nearest_neighbors(x, torch.tensor([[2.6], [9.0]]), 2)
     assert i.tolist() == [[2, 0], [1, 2]]
     assert d.flatten().tolist() == pytest.approx([0.16, 6.76, 1.0, 36.0], abs=1e-5)
 
@@ -84,10 +91,8 @@ def test_known_answer_toy():
     x = torch.tensor([[0.0], [1.0], [2.0], [5.0], [6.0], [7.0], [2.5]])
     y = torch.tensor([0, 0, 0, 1, 1, 1, 1])
     q = torch.tensor([[-3.0], [4.2], [2.6]])
-    assert knn.knn_predict(x, y, q, 1).tolist() == [0, 1, 1]  # 2.6: the stray is nearest
-    assert knn.knn_predict(x, y, q, 3).tolist() == [0, 1, 0]  # 2.6: 2.5 (1), 2 (0), 1 (0)
-    model = knn.fit_knn(x, y, 3)
-    assert model.predict(q).tolist() == [0, 1, 0] and model.n_classes == 2
+    assert _predict(x, y, q, 1).tolist() == [0, 1, 1]  # 2.6: the stray is nearest
+    assert _predict(x, y, q, 3).tolist() == [0, 1, 0]  # 2.6: 2.5 (1), 2 (0), 1 (0)
 
 
 def test_ties_go_to_the_nearest_tied_class():
@@ -97,41 +102,28 @@ def test_ties_go_to_the_nearest_tied_class():
     assert knn.vote(torch.tensor([[3, 0, 1]]), 4).tolist() == [3]  # 1-1-1: the nearest
 
 
-def test_choose_k_uses_one_search_for_every_k(monkeypatch):
+def test_one_neighbour_search_serves_every_k_in_the_protocol_classifier(monkeypatch):
     calls = []
     real = knn.nearest
     monkeypatch.setattr(knn, "nearest", lambda *a, **k: calls.append(a[2]) or real(*a, **k))
     x, y = _blobs(300, 2)
     xv, yv = _blobs(100, 3)
-    best, accs = knn.choose_k(x, y, xv, yv, ks=(5, 1, 3, 9))
-    assert calls == [9] and sorted(accs) == [1, 3, 5, 9]
+    predictors = KNNClassifier(4).sweep(x, y, (5, 1, 3, 9))
+    preds = {k: p(xv) for k, p in predictors.items()}
+    assert calls == [9]  # one search, for the largest k
     monkeypatch.setattr(knn, "nearest", real)
-    for k, acc in accs.items():
-        assert acc == (knn.knn_predict(x, y, xv, k) == yv).double().mean().item()
-    assert best == min(k for k in accs if accs[k] == max(accs.values()))  # ties: smallest k
-
-
-def test_one_neighbour_search_serves_every_k_in_the_protocol_classifier(monkeypatch):
-    calls = []
-    real = knn.nearest
-    monkeypatch.setattr(knn, "nearest", lambda *a, **k: calls.append(1) or real(*a, **k))
-    x, y = torch.randn(50, 3), torch.arange(50) % 2
-    q = torch.randn(7, 3)
-    predictors = KNNClassifier(2).sweep(x, y, (1, 3, 5))
-    preds = {k: p(q) for k, p in predictors.items()}
-    assert len(calls) == 1
-    assert torch.equal(preds[3], knn.knn_predict(x, y, q, 3))
+    for k, pred in preds.items():  # each k's vote from that search is the vote of its own search
+        assert torch.equal(pred, knn.vote(y[real(x, xv, k)], 4)), k
 
 
 def test_bad_input_is_a_clear_error():
     with pytest.raises(ValueError, match=r"k must be in 1\.\.3"):
-        knn.nearest(torch.randn(3, 2), torch.randn(1, 2), 4)
+        neighbours.nearest(torch.randn(3, 2), torch.randn(1, 2), 4)
     with pytest.raises(ValueError, match="feature dims differ"):
-        knn.nearest(torch.randn(3, 2), torch.randn(1, 5), 1)
+        neighbours.nearest(torch.randn(3, 2), torch.randn(1, 5), 1)
     with pytest.raises(ValueError, match="2-D"):
-        knn.fit_knn(torch.randn(3), torch.tensor([0, 1, 0]), 1)
+        neighbours.nearest(torch.randn(3), torch.randn(1, 2), 1)
     with pytest.raises(ValueError, match="labels must be 1-D of length 3"):
-        knn.fit_knn(torch.randn(3, 2), torch.tensor([0, 1]), 1)
-    with pytest.raises(ValueError, match="ks is empty"):
-        knn.choose_k(torch.randn(3, 2), torch.tensor([0, 1, 0]), torch.randn(2, 2),
-                     torch.tensor([0, 1]), ks=())
+        KNNClassifier(2).sweep(torch.randn(3, 2), torch.tensor([0, 1]), (1,))
+    with pytest.raises(ValueError, match="labels must be integers"):
+        KNNClassifier(2).sweep(torch.randn(3, 2), torch.tensor([0.0, 1.0, 0.0]), (1,))

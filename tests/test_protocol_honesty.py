@@ -9,9 +9,9 @@ import pytest
 import torch
 
 from benchmarks.protocol import runner as protocol
+from benchmarks.protocol.context import parse_run
 from benchmarks.protocol.presets import PRESETS
 from benchmarks.protocol.runner import CIFAR10_PROBE, SVHN_1000, run_protocol
-from benchmarks.protocol.context import parse_run
 from dcgan_ref.runtime.errors import run_cli
 
 
@@ -191,8 +191,8 @@ def test_eval_epochs_name_the_candidate_lengths_and_must_be_reached(capsys):
 def test_the_chosen_length_is_saved_as_a_discriminator_other_protocols_load(tiny_folder, tmp_path):
     """``<run>/gan/chosen.pt`` is the validation-chosen D, loadable with ``--discriminator``:
     the SVHN-protocol row of a GAN trained in the CIFAR-10 probe uses the same D."""
-    from dcgan_ref.runtime import checkpoint
     from dcgan_ref.pretrained import load_discriminator
+    from dcgan_ref.runtime import checkpoint
 
     argv = _smoke(tiny_folder, tmp_path, "--extractor", "dcgan", "--gan-epochs", "0.5", "--eval-epochs", "0.125")
     rows = run_protocol(CIFAR10_PROBE, argv)

@@ -11,8 +11,8 @@ import pytest
 import torch
 from torchvision.utils import save_image
 
-from benchmarks.report import render as report
 from benchmarks.protocol.gan_record import write_record
+from benchmarks.report import render as report
 
 
 def _record(results: Path, name: str, curve: list[dict], mlflow_run: str | None = None) -> Path:
@@ -88,9 +88,9 @@ def test_a_protocol_training_record_holds_its_scores_losses_and_chosen_samples(t
 def test_the_gap_section_chains_measured_rows_and_names_what_is_missing(tmp_path):
     import dataclasses
 
-    from benchmarks.report.gap import gap_section
     from benchmarks.protocol.results import write_results
     from benchmarks.protocol.row import ResultRow
+    from benchmarks.report.gap import gap_section
 
     def row(extractor, gan_data, value, metric="test_accuracy"):
         return ResultRow(protocol="cifar10_probe", dataset="CIFAR-10 (JPEG copy)", extractor=extractor,
@@ -134,9 +134,9 @@ def test_the_cost_table_comes_from_the_rows(tmp_path):
 
 
 def test_a_gap_step_joins_only_rows_that_chose_c_the_same_way(tmp_path):
-    from benchmarks.report.gap import gap_section
     from benchmarks.protocol.results import write_results
     from benchmarks.protocol.row import ResultRow
+    from benchmarks.report.gap import gap_section
 
     cv = "C chosen per draw by 5-fold cross-validation within each draw's 4,000 labels"
 

@@ -8,7 +8,7 @@ import mlflow
 import pandas as pd
 import pytest
 
-from benchmarks.studies import reproduce
+from benchmarks import reproduce
 from benchmarks.protocol.results import RESULTS_DIR
 
 PNG = b"\x89PNG\r\n\x1a\n"

@@ -13,11 +13,11 @@ import pytest
 
 from benchmarks import cifar10_probe
 from benchmarks.protocol import runner as protocol
-from benchmarks.report import render as report
 from benchmarks.protocol.results import COLUMNS, read_results, rerender, write_results
 from benchmarks.protocol.results_io import ResultsFileError
 from benchmarks.protocol.row import ResultRow
-from benchmarks.studies.sensitivity import CSV_COLUMNS, read_sensitivity, write_rows
+from benchmarks.report import render as report
+from benchmarks.studies.sensitivity_table import CSV_COLUMNS, read_sensitivity, write_rows
 from dcgan_ref.runtime.errors import run_cli
 
 REPO = Path(__file__).resolve().parents[1]

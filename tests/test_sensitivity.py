@@ -7,12 +7,12 @@ import pandas as pd
 import pytest
 import torch
 
+from benchmarks.classifiers.registry import CLASSIFIERS
 from benchmarks.protocol import evaluation
 from benchmarks.studies import sensitivity
-from benchmarks.classifiers.registry import CLASSIFIERS
-from dcgan_ref.runtime.errors import UserError
 from dcgan_ref.features import layer_columns, pooled_features
 from dcgan_ref.models import build_gan
+from dcgan_ref.runtime.errors import UserError
 
 
 def _argv(data, tmp_path, *extra):

@@ -1,6 +1,8 @@
-"""The package structure the code promises: imports flow benchmarks -> baselines -> dcgan_ref,
-no two modules import each other (directly or around a cycle), function-level imports
-only for optional heavy dependencies, and every extractor is found by the registry."""
+"""The package structure the code promises: imports flow one way through the layers below
+(benchmarks -> baselines -> dcgan_ref, and by stage inside each), no two modules import each
+other (directly or around a cycle), function-level imports only for optional heavy
+dependencies, modules and functions short enough to read, and every extractor is found by
+the registry."""
 from __future__ import annotations
 
 import ast
@@ -10,7 +12,25 @@ import pytest
 
 REPO = Path(__file__).resolve().parents[1]
 PACKAGES = ("dcgan_ref", "baselines", "benchmarks")
-LAYER = {"dcgan_ref": 0, "baselines": 1, "benchmarks": 2}  # a module may import its own layer or lower
+# A module may import its own layer or lower; the longest matching prefix names its layer.
+LAYERS = (
+    "dcgan_ref.runtime",       # errors, tracking, progress, checkpoints, distributed, hardware limits
+    "dcgan_ref.datasets",      # the datasets' formats
+    "dcgan_ref",               # the model under test: architectures, training, features, figures
+    "baselines",               # the feature extractors and their registry
+    "benchmarks.classifiers",  # SVMs, KNN: nothing else from benchmarks/
+    "benchmarks.protocol",     # specs, data, evaluation, the runner, the results store
+    "benchmarks.throughput",   # speed, measured against the device's limits
+    "benchmarks.studies",      # the sensitivity table
+    "benchmarks.report",       # REPORT.md from the committed rows
+    "benchmarks",              # entry points: cifar10_probe, svhn_1000, gan_run, reproduce (runs them all)
+)
+MAX_MODULE_LINES, MAX_FUNCTION_LINES = 400, 80
+
+
+def _layer(module: str) -> int:
+    return max((i for i, prefix in enumerate(LAYERS) if module == prefix or module.startswith(prefix + ".")),
+               key=lambda i: len(LAYERS[i]))
 LAZY_OK = ("mlflow", "sklearn", "numpy")  # optional heavy dependencies (numpy: with sklearn's reference path)
 
 
@@ -47,8 +67,7 @@ def _graph() -> dict[str, set[str]]:
 
 
 def _upward(graph: dict[str, set[str]]) -> list[tuple[str, str]]:
-    return [(src, dst) for src, dsts in graph.items() for dst in dsts
-            if LAYER[dst.split(".")[0]] > LAYER[src.split(".")[0]]]
+    return [(src, dst) for src, dsts in graph.items() for dst in dsts if _layer(dst) > _layer(src)]
 
 
 def _cycles(graph: dict[str, set[str]]) -> list[list[str]]:
@@ -78,6 +97,24 @@ def test_no_import_cycles():
     assert not _cycles(_graph()), f"import cycles: {_cycles(_graph())}"
 
 
+def _too_long() -> list[str]:
+    found = []
+    for name, path in _modules().items():
+        n = len(path.read_text().splitlines())
+        if n > MAX_MODULE_LINES:
+            found.append(f"{name}: {n} lines")
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
+                length = node.end_lineno - node.lineno + 1
+                if length > MAX_FUNCTION_LINES:
+                    found.append(f"{name}.{node.name}: {length} lines")
+    return found
+
+
+def test_modules_and_functions_fit_a_read():
+    assert not _too_long(), f"over {MAX_MODULE_LINES} lines a module or {MAX_FUNCTION_LINES} a function: {_too_long()}"
+
+
 def test_function_level_imports_only_for_optional_heavy_dependencies():
     lazy = [(name, m) for name, path in _modules().items() for m, inside in _imports(path)
             if inside and m.split(".")[0] not in LAZY_OK]
@@ -87,6 +124,11 @@ def test_function_level_imports_only_for_optional_heavy_dependencies():
 def test_the_checks_bite(tmp_path):
     """A planted upward import, a planted three-module cycle and a planted lazy import are all found."""
     assert _upward({"dcgan_ref.a": {"benchmarks.b"}}) == [("dcgan_ref.a", "benchmarks.b")]
+    assert _upward({"benchmarks.protocol.a": {"benchmarks.throughput.b"}, "dcgan_ref.runtime.c": {"dcgan_ref.d"},
+                    "benchmarks.classifiers.e": {"benchmarks.protocol.f"}, "benchmarks.report.g": {"benchmarks.h"}}
+                   ) == [("benchmarks.protocol.a", "benchmarks.throughput.b"), ("dcgan_ref.runtime.c", "dcgan_ref.d"),
+                         ("benchmarks.classifiers.e", "benchmarks.protocol.f"), ("benchmarks.report.g", "benchmarks.h")]
+    assert not _upward({"benchmarks.gan_run": {"benchmarks.protocol.runner"}, "dcgan_ref.train": {"dcgan_ref.runtime.x"}})
     assert _cycles({"benchmarks.a": {"benchmarks.b"}, "benchmarks.b": {"benchmarks.c"},
                     "benchmarks.c": {"benchmarks.a"}}) == [["benchmarks.a", "benchmarks.b", "benchmarks.c",
                                                             "benchmarks.a"]]

@@ -5,9 +5,9 @@ import mlflow
 import pytest
 import torch
 
+from dcgan_ref.models import build_gan
 from dcgan_ref.runtime import checkpoint
 from dcgan_ref.runtime.errors import TrainingDiverged, run_cli
-from dcgan_ref.models import build_gan
 from dcgan_ref.train import TrainConfig, main, train
 
 CPU = torch.device("cpu")

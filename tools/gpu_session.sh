@@ -52,7 +52,7 @@ python3 -c "import torch; print('torch', torch.__version__, 'cuda', torch.cuda.i
 [ -e "$OUT/results/gan_runs" ] || cp -r results/gan_runs "$OUT/results/"
 
 reproduce() {
-    python3 -m benchmarks.studies.reproduce --preset "$PRESET" --data "$CIFAR" --results-dir "$OUT/results" \
+    python3 -m benchmarks.reproduce --preset "$PRESET" --data "$CIFAR" --results-dir "$OUT/results" \
         --out /tmp/dcgan-repro-runs --no-download "$@"
 }
 

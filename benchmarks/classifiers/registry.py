@@ -13,7 +13,8 @@ from typing import Any, Callable, Protocol, Sequence
 
 import torch
 
-from benchmarks.classifiers import hinge, knn, svm
+from benchmarks.classifiers import hinge, svm
+from benchmarks.classifiers.knn import KNNClassifier
 
 Predictor = Callable[[torch.Tensor], torch.Tensor]
 
@@ -183,27 +184,6 @@ class LogisticClassifier(_OtherLoss):
         weight[classes], bias[classes] = coef, icpt
         n_iter = int(np.max(model.n_iter_))
         return svm.LinearSVM(weight.to(x.device), bias.to(x.device), c, n_iter=n_iter, converged=n_iter < 1000)
-
-
-class KNNClassifier:
-    name, hyper, preset_grid = "KNN", "k", "knn_grid"
-
-    def __init__(self, n_classes: int) -> None:
-        self.n_classes = n_classes
-
-    def sweep(self, x, y, grid, until=None, thin=None):  # one search serves every k: until, thin unused
-        """Predictors for every k from ONE neighbour search per query set (cached on the query)."""
-        k_max, cache = max(grid), {}
-
-        def neighbours(q: torch.Tensor) -> torch.Tensor:
-            if cache.get("query") is not q:
-                cache.update(query=q, labels=y[knn.nearest(x, q, min(k_max, len(x)))])
-            return cache["labels"]
-
-        return {k: (lambda q, k=k: knn.vote(neighbours(q)[:, :k], self.n_classes)) for k in grid}
-
-    def diagnostics(self):
-        return []
 
 
 CLASSIFIERS: dict[str, type] = {"svm": L2SVMClassifier, "knn": KNNClassifier, "hinge": HingeSVMClassifier,

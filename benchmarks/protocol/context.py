@@ -17,12 +17,12 @@ from baselines import registry
 from benchmarks.classifiers.registry import CLASSIFIERS
 from benchmarks.protocol.presets import PRESETS, Preset, resolve_preset
 from benchmarks.protocol.spec import ProtocolSpec
-from dcgan_ref.runtime.distributed import World
-from dcgan_ref.runtime.errors import UserError
-from dcgan_ref.figures.dedup import NearDuplicates, read_near_duplicates
-from dcgan_ref.runtime.hardware import training_bf16
+from dcgan_ref.datasets.near_duplicates import NearDuplicates, read_near_duplicates
 from dcgan_ref.models import ARCHITECTURES
 from dcgan_ref.pretrained import load_discriminator
+from dcgan_ref.runtime.distributed import World
+from dcgan_ref.runtime.errors import UserError
+from dcgan_ref.runtime.hardware import training_bf16
 from dcgan_ref.train import pick_device
 
 

@@ -9,9 +9,9 @@ import time
 from typing import Any
 
 from baselines.supervised import evaluate_error, random_search
+from benchmarks.protocol.context import RunContext
 from benchmarks.protocol.data import ProtocolData
 from benchmarks.protocol.row import ResultRow
-from benchmarks.protocol.context import RunContext
 from benchmarks.protocol.splits import draw_per_class
 from dcgan_ref.runtime.tracking import provenance, tracked_run
 

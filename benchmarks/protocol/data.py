@@ -93,6 +93,46 @@ def check_unseen_validation(run: RunContext, data: ProtocolData, trained_on: str
                         f"{held_out}: part of this run's validation split was in its training images; {fix}")
 
 
+def kept_test_rows(run: RunContext, data: ProtocolData) -> torch.Tensor | None:
+    """Which test images the all-labels evaluation also scores on alone (bool over
+    ``data.test``): all but those ``--exclude-near-duplicates`` lists; None without it.
+
+    Its indices point into one test split: a list made from other data, or a preset that
+    tests on a subset of the split (the indices would name other images), is refused.
+    """
+    nd = run.exclude_near_duplicates
+    if nd is None:
+        return None
+    for split, theirs, ours in (("test", nd.test_sha256, data.test.sha256),
+                                ("train", nd.train_sha256, data.train.sha256)):
+        if theirs is not None and theirs != ours:
+            raise UserError(f"--exclude-near-duplicates {nd.path}: made for {split} data sha256 {theirs}, but this "
+                            f"run's {split} data is {ours}")
+    if nd.n_test != len(data.test):
+        raise UserError(f"--exclude-near-duplicates {nd.path}: indexes the whole {nd.n_test:,}-image test split, but "
+                        f"preset {run.preset.name} tests on {len(data.test):,} of them; use a preset that keeps the "
+                        f"whole test split (paper)")
+    keep = torch.ones(len(data.test), dtype=torch.bool)
+    keep[list(nd.test_indices)] = False
+    return keep
+
+
+def label_pool(data: ProtocolData) -> torch.Tensor:
+    """Training images per class outside validation: what the label-scarce draws draw from."""
+    return torch.bincount(data.train.labels[data.rest_idx], minlength=len(data.train.classes))
+
+
+def check_label_pool(run: RunContext, data: ProtocolData) -> None:
+    """The label-scarce draws need per_class labels of every class outside validation: say so
+    now, not after the extractor's fit and the all-labels evaluation."""
+    pool = label_pool(data)
+    if int(pool.min()) < run.per_class:
+        c = int(pool.argmin())
+        raise UserError(f"{run.per_class} labels per class per draw, but class {data.train.classes[c]!r} has "
+                        f"{int(pool[c])} training images outside validation; pass --per-class {int(pool.min())} "
+                        f"or fewer, or more data")
+
+
 def _load_splits(spec: str, splits: tuple[str, ...], dataset: str, download: bool) -> list[ImageSet]:
     """Every split the protocol needs; when some are missing or bad, one error naming them all."""
     loaded, errors = [], []

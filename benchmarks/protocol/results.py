@@ -8,18 +8,22 @@ leaves every other row as it was.
 from __future__ import annotations
 
 import dataclasses
+import datetime as dt
 import math
 import os
 import re
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any, Callable, Iterable
 
 import pandas as pd
 from tabulate import tabulate
 
+from benchmarks.protocol.context import RunContext
 from benchmarks.protocol.paper import compare, paper_rows
 from benchmarks.protocol.results_io import extra_columns, locked, read_table, write_atomic
 from benchmarks.protocol.row import COLUMNS, ResultRow, published_text
+from dcgan_ref.runtime.errors import UserError
+from dcgan_ref.runtime.tracking import unwritable
 
 INTEGER_COLUMNS = [f.name for f in dataclasses.fields(ResultRow) if f.type == "int | None"]  # counts, seeds
 NUMERIC_COLUMNS = [f.name for f in dataclasses.fields(ResultRow) if f.type.split(" |")[0] in ("int", "float")]
@@ -208,3 +212,40 @@ def rerender(results_dir: str | os.PathLike | None = None) -> list[Path]:
 if __name__ == "__main__":  # python -m benchmarks.protocol.results: re-render the tables from their CSVs
     for path in rerender():
         print(f"rendered {path}")
+
+
+def checked_results_dir(run: RunContext, table: str | None = None,
+                        read: Callable[[Path], Any] = read_results) -> Path:
+    """Where the tables go, refused now if it cannot be written or its ``table`` (default: the
+    protocol's) cannot be read and merged into: not after an hour of compute."""
+    results_dir = run.results_dir or RESULTS_DIR
+    if run.write_results:
+        existing = next(p for p in (results_dir, *results_dir.parents) if p.exists())  # created when written
+        problem = unwritable(existing) if existing.is_dir() else f"{existing} is not a folder"
+        if problem:
+            raise UserError(f"results: {problem}; pass --results-dir <writable folder> or --no-results")
+        try:
+            read(results_dir / f"{table or run.spec.name}.csv")
+        except UserError as e:
+            raise UserError(f"{e} (the new rows would be merged into it: fix or move it, or pass --results-dir "
+                            f"<another folder> or --no-results)") from None
+    return results_dir
+
+
+def save_unwritten(run: RunContext, rows: list[ResultRow]) -> str:
+    """Keep the rows of a run whose table could not be written, and mark its MLflow runs FAILED."""
+    import mlflow
+
+    path = run.out / run.spec.name / f"unwritten-rows-{dt.datetime.now():%Y%m%d-%H%M%S}.csv"
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        results_frame(rows).to_csv(path, index=False)
+        saved = f"the rows are saved in {path}"
+    except OSError:
+        saved = "the rows are only in the MLflow runs"
+    client = mlflow.MlflowClient()
+    for run_id in {r.mlflow_run_id for r in rows if r.mlflow_run_id}:
+        client.log_text(run_id, results_frame([r for r in rows if r.mlflow_run_id == run_id]).to_csv(index=False),
+                        "unwritten_rows.csv")
+        client.set_terminated(run_id, status="FAILED")
+    return saved + " and as unwritten_rows.csv in each MLflow run (marked FAILED)"

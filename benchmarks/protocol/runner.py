@@ -16,37 +16,36 @@ import resource
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import torch
 
 from baselines import registry
 from baselines.interface import FeatureExtractor
-from benchmarks.protocol import evaluation
 from benchmarks.classifiers.registry import CLASSIFIERS
+from benchmarks.protocol import evaluation
+from benchmarks.protocol.context import RunContext, parse_run
+from benchmarks.protocol.control import evaluate_supervised
+from benchmarks.protocol.data import ProtocolData, check_label_pool, check_unseen_validation, kept_test_rows, load_data
 from benchmarks.protocol.evaluation import Evaluation, Standardizer
 from benchmarks.protocol.gan_record import training_record, write_record
-from benchmarks.protocol.data import ProtocolData, check_unseen_validation, load_data
 from benchmarks.protocol.results import (
-    RESULTS_DIR,
+    checked_results_dir,
     draws_choice_note,
     empty_frame,
     format_value,
     merge_rows,
-    read_results,
     render_markdown,
-    results_frame,
+    save_unwritten,
     write_results,
 )
 from benchmarks.protocol.row import ResultRow
-from benchmarks.protocol.context import RunContext, parse_run
 from benchmarks.protocol.spec import CIFAR10_PROBE, SVHN_1000, ProtocolSpec
 from benchmarks.protocol.splits import draw_per_class
-from benchmarks.protocol.control import evaluate_supervised
-from dcgan_ref.runtime.limits import describe_limits, device_limits
 from dcgan_ref.runtime.distributed import gather_rows, init_from_env, share_object
 from dcgan_ref.runtime.errors import UserError
-from dcgan_ref.runtime.tracking import check_tracking_store, provenance, tracked_run, unwritable
+from dcgan_ref.runtime.limits import describe_limits, device_limits
+from dcgan_ref.runtime.tracking import check_tracking_store, provenance, tracked_run
 
 __all__ = ["CIFAR10_PROBE", "SVHN_1000", "ProtocolSpec", "run_protocol"]
 
@@ -139,30 +138,6 @@ class Scored:
     evaluation: Evaluation
     solver: list[dict[str, Any]]
     notes: str = ""  # what the row's notes say about this evaluation
-
-
-def kept_test_rows(run: RunContext, data: ProtocolData) -> torch.Tensor | None:
-    """Which test images the all-labels evaluation also scores on alone (bool over
-    ``data.test``): all but those ``--exclude-near-duplicates`` lists; None without it.
-
-    Its indices point into one test split: a list made from other data, or a preset that
-    tests on a subset of the split (the indices would name other images), is refused.
-    """
-    nd = run.exclude_near_duplicates
-    if nd is None:
-        return None
-    for split, theirs, ours in (("test", nd.test_sha256, data.test.sha256),
-                                ("train", nd.train_sha256, data.train.sha256)):
-        if theirs is not None and theirs != ours:
-            raise UserError(f"--exclude-near-duplicates {nd.path}: made for {split} data sha256 {theirs}, but this "
-                            f"run's {split} data is {ours}")
-    if nd.n_test != len(data.test):
-        raise UserError(f"--exclude-near-duplicates {nd.path}: indexes the whole {nd.n_test:,}-image test split, but "
-                        f"preset {run.preset.name} tests on {len(data.test):,} of them; use a preset that keeps the "
-                        f"whole test split (paper)")
-    keep = torch.ones(len(data.test), dtype=torch.bool)
-    keep[list(nd.test_indices)] = False
-    return keep
 
 
 def _stored(x: float) -> float:
@@ -303,25 +278,6 @@ def _training_record(run: RunContext, data: ProtocolData, extractor: FeatureExtr
                            mlflow_run_id=run_id, command=f"nox -s {run.spec.name} -- --preset {run.preset.name}")
 
 
-def _save_unwritten(run: RunContext, rows: list[ResultRow]) -> str:
-    """Keep the rows of a run whose table could not be written, and mark its MLflow runs FAILED."""
-    import mlflow
-
-    path = run.out / run.spec.name / f"unwritten-rows-{dt.datetime.now():%Y%m%d-%H%M%S}.csv"
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        results_frame(rows).to_csv(path, index=False)
-        saved = f"the rows are saved in {path}"
-    except OSError:
-        saved = "the rows are only in the MLflow runs"
-    client = mlflow.MlflowClient()
-    for run_id in {r.mlflow_run_id for r in rows if r.mlflow_run_id}:
-        client.log_text(run_id, results_frame([r for r in rows if r.mlflow_run_id == run_id]).to_csv(index=False),
-                        "unwritten_rows.csv")
-        client.set_terminated(run_id, status="FAILED")
-    return saved + " and as unwritten_rows.csv in each MLflow run (marked FAILED)"
-
-
 def _base_config(run: RunContext, data: ProtocolData) -> dict[str, Any]:
     return {"protocol": run.spec.name, "preset": run.preset.name, "dataset": data.train.description,
             "seed": run.seed, "arch": run.arch, "n_train": len(data.train), "n_val": len(data.val_idx),
@@ -332,40 +288,6 @@ def _base_config(run: RunContext, data: ProtocolData) -> dict[str, Any]:
 
 
 # ------------------------------------------------------------------ the whole protocol
-def checked_results_dir(run: RunContext, table: str | None = None,
-                        read: Callable[[Path], Any] = read_results) -> Path:
-    """Where the tables go, refused now if it cannot be written or its ``table`` (default: the
-    protocol's) cannot be read and merged into: not after an hour of compute."""
-    results_dir = run.results_dir or RESULTS_DIR
-    if run.write_results:
-        existing = next(p for p in (results_dir, *results_dir.parents) if p.exists())  # created when written
-        problem = unwritable(existing) if existing.is_dir() else f"{existing} is not a folder"
-        if problem:
-            raise UserError(f"results: {problem}; pass --results-dir <writable folder> or --no-results")
-        try:
-            read(results_dir / f"{table or run.spec.name}.csv")
-        except UserError as e:
-            raise UserError(f"{e} (the new rows would be merged into it: fix or move it, or pass --results-dir "
-                            f"<another folder> or --no-results)") from None
-    return results_dir
-
-
-def label_pool(data: ProtocolData) -> torch.Tensor:
-    """Training images per class outside validation: what the label-scarce draws draw from."""
-    return torch.bincount(data.train.labels[data.rest_idx], minlength=len(data.train.classes))
-
-
-def check_label_pool(run: RunContext, data: ProtocolData) -> None:
-    """The label-scarce draws need per_class labels of every class outside validation: say so
-    now, not after the extractor's fit and the all-labels evaluation."""
-    pool = label_pool(data)
-    if int(pool.min()) < run.per_class:
-        c = int(pool.argmin())
-        raise UserError(f"{run.per_class} labels per class per draw, but class {data.train.classes[c]!r} has "
-                        f"{int(pool[c])} training images outside validation; pass --per-class {int(pool.min())} "
-                        f"or fewer, or more data")
-
-
 def run_protocol(spec: ProtocolSpec, argv: list[str] | None = None, log=print) -> list[ResultRow]:
     run = parse_run(spec, argv, log)
     # Under torchrun the ranks share the feature extraction; the others wait while rank 0
@@ -407,7 +329,7 @@ def run_protocol(spec: ProtocolSpec, argv: list[str] | None = None, log=print) -
         try:
             csv_path, md_path = write_results(spec.name, rows, results_dir)
         except (OSError, UserError) as e:
-            raise UserError(f"results could not be written ({e}); " + _save_unwritten(run, rows)) from None
+            raise UserError(f"results could not be written ({e}); " + save_unwritten(run, rows)) from None
         log(f"wrote {csv_path} and {md_path}")
         for record in records:
             log(f"wrote {write_record(results_dir / 'gan_runs' / record[0], *record[1:])}")

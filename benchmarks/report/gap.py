@@ -15,7 +15,7 @@ from tabulate import tabulate
 
 from benchmarks.protocol.paper import paper_rows
 from benchmarks.protocol.results import format_value, metric_label, read_results
-from benchmarks.studies.sensitivity import read_sensitivity
+from benchmarks.studies.sensitivity_table import read_sensitivity
 
 METRICS = {"test_accuracy": "all labels", "test_accuracy_400pc": "400 labels/class"}
 PAPER_DCGAN = "DCGAN (imagenet32, Imagenet-1k)"

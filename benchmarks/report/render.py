@@ -19,12 +19,12 @@ import pandas as pd
 from tabulate import tabulate
 
 from benchmarks.protocol.gan_record import GAN_RUN_SCORE
-from benchmarks.report.gap import gap_section
 from benchmarks.protocol.paper import compare
 from benchmarks.protocol.results import METRIC_NAMES, RESULTS_DIR, format_value, metric_label, read_results
 from benchmarks.protocol.results_io import write_atomic
-from benchmarks.studies.sensitivity import read_sensitivity, top_knobs
 from benchmarks.protocol.spec import CIFAR10_PROBE, SVHN_1000
+from benchmarks.report.gap import gap_section
+from benchmarks.studies.sensitivity_table import read_sensitivity, top_knobs
 from dcgan_ref.runtime.errors import run_cli
 
 matplotlib.use("Agg")  # files only, no display

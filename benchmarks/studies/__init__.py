@@ -1,1 +1,1 @@
-"""Studies built on the protocol: the sensitivity table and the whole-paper reproduction."""
+"""Studies built on the protocol: the sensitivity table (one knob changed at a time)."""

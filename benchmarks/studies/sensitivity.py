@@ -26,144 +26,29 @@ import dataclasses
 import datetime as dt
 import math
 import time
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
 import torch
-from tabulate import tabulate
 
 from baselines import registry
-from benchmarks.protocol import evaluation
 from benchmarks.classifiers.registry import CLASSIFIERS
-from benchmarks.protocol.runner import build_context, check_label_pool, checked_results_dir, label_pool
-from benchmarks.protocol.data import ProtocolData, load_data
-from benchmarks.protocol.results import RESULTS_DIR
-from benchmarks.protocol.results_io import extra_columns, locked, read_table, write_atomic
-from benchmarks.protocol.row import published_text
+from benchmarks.protocol import evaluation
 from benchmarks.protocol.context import POSITIVE_INT, RunContext, parse_run
+from benchmarks.protocol.data import ProtocolData, check_label_pool, label_pool, load_data
+from benchmarks.protocol.results import checked_results_dir
+from benchmarks.protocol.runner import build_context
 from benchmarks.protocol.spec import CIFAR10_PROBE
 from benchmarks.protocol.splits import class_balanced_split
+from benchmarks.studies.knobs import KNOBS, Outcome, Setting, Skipped, plan
+from benchmarks.studies.sensitivity_table import CSV_COLUMNS, read_sensitivity, render_markdown, rerender, write_rows
 from dcgan_ref.datasets.loading import load_split
-from dcgan_ref.runtime.errors import UserError, run_cli
 from dcgan_ref.extractor import DCGANExtractor
 from dcgan_ref.features import layer_columns
+from dcgan_ref.runtime.errors import UserError, run_cli
 from dcgan_ref.runtime.progress import Progress
 from dcgan_ref.runtime.tracking import check_tracking_store, provenance, tracked_run
-
-KNOBS = ("batchnorm", "scaling", "layers", "pooling", "C choice", "GAN length", "encoding", "classifier loss")
-CSV_COLUMNS = ["extractor", "preset", "scale", "knob", "setting", "default", "metric", "value", "std", "diff",
-               "band", "beyond_noise", "C", "feature_dim", "seconds", "notes", "dataset", "device", "torch",
-               "commit", "dirty", "date", "seed", "data_sha256", "mlflow_run_id"]
-KEY = ["extractor", "preset", "data_sha256", "knob", "setting", "metric"]
-NUMERIC = ["value", "std", "diff", "band", "C", "feature_dim", "seconds", "seed"]
-
-
-def read_sensitivity(path: Path) -> pd.DataFrame:
-    """``sensitivity.csv`` from any commit (see :mod:`benchmarks.protocol.results_io`)."""
-    return read_table(path, CSV_COLUMNS, NUMERIC, required=["extractor", "knob", "setting"])
-
-
-@dataclass(frozen=True)
-class Setting:
-    """One evaluation: the default pipeline with (at most) one knob changed."""
-    knob: str
-    name: str
-    default: bool = False
-    bn: str = "probe"             # batchnorm at extraction: "probe" (population, probe train), "gan-data", "batch"
-    pool: str = "max"
-    grid: int = 4
-    layers: tuple[int, ...] | None = None  # None: every conv layer
-    scaling: str = "standardise"
-    classifier: str = "svm"
-    full_cv_folds: int = 0        # all labels: 0 chooses C on the validation split, k > 0 by k-fold CV
-    draws_cv_folds: int | None = None  # label draws: None as the protocol chooses (spec.draws_cv_folds)
-    data: str | None = None       # encoding knob: evaluate on this data instead (fit and all)
-
-    @property
-    def extraction(self) -> tuple[str, str, int]:
-        return self.bn, self.pool, self.grid
-
-
-@dataclass(frozen=True)
-class Skipped:
-    knob: str
-    name: str
-    reason: str
-
-
-@dataclass
-class Outcome:
-    setting: Setting
-    full: evaluation.Evaluation
-    draws: evaluation.Evaluation
-    feature_dim: int
-    seconds: float
-    notes: str = ""
-    extra: dict[str, Any] = field(default_factory=dict)
-
-
-def plan(extractor, *, bn_data: str | None, encoding_pair: tuple[str, str] | None, cv_folds: int,
-         knobs: tuple[str, ...], pretrained: bool, draws_cv_folds: int = 0) -> list[Setting | Skipped]:
-    """The default, then every knob's alternatives (or why a knob cannot be measured here)."""
-    out: list[Setting | Skipped] = [Setting("default", "the probe's pipeline", default=True)]
-    is_d = isinstance(extractor, DCGANExtractor)
-    not_d = "not a DCGAN discriminator: this knob is D's"
-    for knob in knobs:
-        if knob == "batchnorm":
-            if not is_d:
-                out.append(Skipped(knob, "all", not_d))
-                continue
-            if bn_data:
-                out.append(Setting(knob, "population stats over the GAN's data", bn="gan-data"))
-            else:
-                why = ("the D's training data is not on this machine: pass --bn-data <its training set>" if pretrained
-                       else "a random-init D was trained on nothing")
-                out.append(Skipped(knob, "population stats over the GAN's data", why))
-            out.append(Setting(knob, "batch statistics (shuffled batches)", bn="batch"))
-        elif knob == "scaling":
-            out += [Setting(knob, "Coates: (x - mean) / sqrt(var + 0.01)", scaling="coates"),
-                    Setting(knob, "L2-normalised rows", scaling="l2"), Setting(knob, "none", scaling="none")]
-        elif knob == "layers":
-            if not is_d:
-                out.append(Skipped(knob, "all", not_d))
-                continue
-            n = len(extractor.d.arch.widths)
-            out += [Setting(knob, "the last", layers=(n - 1,)), Setting(knob, "the last two", layers=(n - 2, n - 1))]
-            out += [Setting(knob, f"layer {i + 1} of {n} alone", layers=(i,)) for i in range(n - 1)]
-        elif knob == "pooling":
-            if not is_d:
-                out.append(Skipped(knob, "all", not_d))
-                continue
-            out += [Setting(knob, "4x4 average", pool="avg"), Setting(knob, "2x2 max", grid=2),
-                    Setting(knob, "global max", grid=1)]
-        elif knob == "C choice":  # the other way for each evaluation (the draws' default is the protocol's)
-            out.append(Setting(knob, f"all labels: {cv_folds}-fold cross-validation over the training images",
-                               full_cv_folds=cv_folds))
-            if draws_cv_folds:
-                out.append(Setting(knob, "label draws: on the validation split (mean over the draws; more labels "
-                                         "than a draw holds)", draws_cv_folds=0))
-            else:
-                out.append(Setting(knob, f"label draws: {cv_folds}-fold cross-validation within each draw",
-                                   draws_cv_folds=cv_folds))
-            # "on the test set" comes from the default's own fits (test_every), never from a choice.
-        elif knob == "GAN length":
-            out.append(Skipped(knob, "each saved epoch", not_d if not is_d else
-                               "this D was not trained by this run (a released or random-init D has one length); "
-                               "for a D trained here the probe logs every candidate length's validation score"))
-        elif knob == "encoding":
-            if encoding_pair is None:
-                out.append(Skipped(knob, "lossless vs JPEG", "pass --encoding-pair <lossless data>,<the same images "
-                                                          "from the JPEG copy>"))
-            else:
-                lossless, jpeg = encoding_pair
-                out += [Setting(knob, "the same images from the JPEG copy", data=jpeg),
-                        Setting(knob, "lossless originals", data=lossless)]
-        elif knob == "classifier loss":
-            out += [Setting(knob, "hinge (L1-SVM)", classifier="hinge"),
-                    Setting(knob, "logistic regression (multinomial)", classifier="logistic")]
-    return out
 
 
 # ------------------------------------------------------------------ compute
@@ -294,78 +179,6 @@ def make_rows(outcomes: list[Outcome], skipped: list[Skipped], split_accs: list[
     return rows
 
 
-def top_knobs(df: pd.DataFrame, n: int = 3) -> list[tuple[str, float, str]]:
-    """The knobs with the largest |difference| (either metric), test-set choice excluded."""
-    ok = df[df["diff"].notna() & ~df["setting"].astype(str).str.contains("NOT a valid")]
-    if not len(ok):
-        return []
-    ok = ok.assign(size=ok["diff"].astype(float).abs())
-    best = ok.sort_values("size", ascending=False).drop_duplicates("knob").head(n)
-    return [(r.knob, float(r["diff"]), f"{r.setting} ({r.metric})") for _, r in best.iterrows()]
-
-
-def _true(v: Any) -> bool:  # a bool, or its text after a CSV round trip
-    return v is True or str(v) == "True"
-
-
-def _num(v: Any, signed: bool = False) -> str:
-    return "" if pd.isna(v) else (f"{float(v):+.2f}" if signed else f"{float(v):.2f}")
-
-
-def render_markdown(df: pd.DataFrame) -> str:
-    parts = ["# Sensitivity of the CIFAR-10 probe to the paper's unstated choices\n",
-             "Generated by `python -m benchmarks.studies.sensitivity` (`nox -s sensitivity`); never edited by hand. "
-             "One knob changed at a time from the probe's default pipeline. `diff` is the setting minus the "
-             "default, in points. `band` is the default's noise: for all labels the std of its test accuracy over "
-             "validation-split seeds, for the label draws the standard error of the draws' mean; `beyond noise` "
-             "marks a difference above twice the band for all labels, and above 2√2 × the band for the draws "
-             "(twice the standard error of a difference of two means, each with that standard error). "
-             "`quick` rows use the quick scale (10,000 train / 2,000 test images), never the paper's; the encoding "
-             "pair runs on its own data, whose size its rows' notes give.\n"]
-    for (ex, preset, sha), g in df.groupby(["extractor", "preset", "data_sha256"], sort=False, dropna=False):
-        first = g.iloc[0]
-        parts.append(f"## {ex} · preset {preset} · {first['dataset']}\n")
-        # The rows may come from several runs (knobs run one invocation at a time): name each.
-        runs = "; ".join(
-            f"{str(run)[:8]} (commit {str(r['commit'].iloc[0])[:7]}, {r['date'].iloc[0]}: "
-            f"{', '.join(k for k in dict.fromkeys(r['knob']) if k != 'default') or 'default'})"
-            for run, r in g.groupby("mlflow_run_id", sort=False, dropna=False))
-        parts.append(f"Scale: {first['scale']}. Device {first['device']}, seed {first['seed']}, data sha256 "
-                     f"{str(sha)[:12]}. MLflow runs: {runs}.\n")
-        table = [{"knob": r["knob"], "setting": r["setting"] + (" (default)" if _true(r["default"]) else ""),
-                  "metric": "" if pd.isna(r["metric"]) else r["metric"],
-                  "accuracy": _num(r["value"]) + ("" if pd.isna(r["std"]) else f" ± {float(r['std']):.2f}"),
-                  "diff": _num(r["diff"], signed=True), "band": _num(r["band"]),
-                  "beyond noise": "" if pd.isna(r["beyond_noise"]) or pd.isna(r["band"])
-                  else ("yes" if _true(r["beyond_noise"]) else "no"),
-                  "C": "" if pd.isna(r["C"]) else f"{float(r['C']):g}",
-                  "notes": "" if pd.isna(r["notes"]) else r["notes"]} for _, r in g.iterrows()]
-        parts.append(tabulate(table, headers="keys", tablefmt="github", disable_numparse=True) + "\n")
-        top = top_knobs(g)
-        if top:
-            parts.append("Largest effects: " + "; ".join(f"**{k}** {d:+.2f} points ({w})" for k, d, w in top) + ".\n")
-    return "\n".join(parts)
-
-
-def write_rows(rows: list[dict[str, Any]], results_dir: Path) -> tuple[Path, Path]:
-    results_dir.mkdir(parents=True, exist_ok=True)
-    csv_path, md_path = results_dir / "sensitivity.csv", results_dir / "sensitivity.md"
-    new = pd.DataFrame(rows, columns=CSV_COLUMNS)
-    with locked(results_dir / ".sensitivity.lock", 120.0):
-        old = read_sensitivity(csv_path)
-        if len(old):
-            keys = set(map(tuple, new[KEY].astype(str).values))
-            # Row by row: a run with other --knobs adds to the table (the default is the same
-            # deterministic computation in every run, so the differences stay comparable).
-            old = old[[tuple(k) not in keys for k in old[KEY].astype(str).values]]
-        columns = CSV_COLUMNS + extra_columns(old, CSV_COLUMNS)  # a newer version's columns stay
-        merged = pd.concat([f for f in (old, new) if len(f)], ignore_index=True).reindex(columns=columns)
-        merged["notes"] = merged["notes"].map(published_text)  # no machine's paths in a published row
-        write_atomic(csv_path, merged.to_csv(index=False))
-        write_atomic(md_path, render_markdown(merged))
-    return csv_path, md_path
-
-
 # ------------------------------------------------------------------ command
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m benchmarks.studies.sensitivity", add_help=False,
@@ -385,21 +198,11 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
-def rerender(results_dir: Path = RESULTS_DIR) -> Path:
-    """Re-render sensitivity.md (and the CSV in today's form) from its rows, their values untouched."""
-    csv_path, md_path = results_dir / "sensitivity.csv", results_dir / "sensitivity.md"
-    table = read_sensitivity(csv_path)
-    table["notes"] = table["notes"].map(published_text)
-    write_atomic(csv_path, table.to_csv(index=False))
-    write_atomic(md_path, render_markdown(table))
-    return md_path
-
-
-def main(argv: list[str] | None = None, log=print) -> list[dict[str, Any]]:
+def _parse(argv: list[str] | None, log) -> tuple[argparse.Namespace, RunContext, tuple[str, ...], tuple | None]:
+    """The study's own options and the probe's, refused now if they make no table."""
     args, rest = build_parser().parse_known_args(argv)
     if args.rerender:
-        log(f"rendered {rerender()}")
-        return []
+        return args, None, (), None
     knobs = tuple(k.strip() for k in args.knobs.split(",") if k.strip())
     bad = [k for k in knobs if k not in KNOBS]
     if bad:
@@ -415,10 +218,105 @@ def main(argv: list[str] | None = None, log=print) -> list[dict[str, Any]]:
     names = sorted({n for n, _ in run.rows})
     if len(names) != 1 or run.controls:
         raise UserError(f"--extractor: the sensitivity table takes one extractor, got {', '.join(names) or 'none'}")
-    name = names[0]
     if run.bn_mode != "population":
         raise UserError("--bn-mode: the default is population statistics; batch statistics are one of the knob's "
                         "settings")
+    return args, run, knobs, pair
+
+
+def _measure(run: RunContext, data: ProtocolData, extractor, name: str, settings: list[Setting],
+             bn_images: torch.Tensor | None, log) -> tuple[list[Outcome], list[Outcome], Any]:
+    """Every setting's outcome (the encoding pair's apart), features extracted once per
+    extraction setting; also the default's features, which the split-noise evaluations reuse."""
+    import mlflow
+
+    x, x_test = data.train.images.to(run.device), data.test.images.to(run.device)
+    outcomes, encoding = [], []
+    default_raw, current = None, (None, None, None)  # current: (extraction, extractor, features) of a variant
+    progress = Progress("sensitivity settings", len(settings), unit="settings")
+
+    def extract(ex, s: Setting):
+        t0 = time.perf_counter()
+        raw = raw_features(ex, x, x_test)
+        log(f"  features for {s.knob}: {s.name}: {tuple(raw[0].shape)} in {time.perf_counter() - t0:.1f} s")
+        return raw
+
+    for s in settings:
+        if s.data is not None:
+            out, _ = encoding_outcome(run, s, name, log)
+            encoding.append(out)
+        else:
+            if s.extraction == Setting("", "").extraction:  # the default's features: extracted once, kept
+                default_raw = default_raw if default_raw is not None else extract(extractor, s)
+                ex, raw = extractor, default_raw
+            else:  # one extraction per (batchnorm, pooling); the knob's next setting may reuse it
+                if current[0] != s.extraction:
+                    current = (None, None, None)  # free the last variant's features first
+                    ex = variant(extractor, s, bn_images)
+                    current = (s.extraction, ex, extract(ex, s))
+                _, ex, raw = current
+            out = evaluate(run, data, s, raw, ex, test_every=s.default)
+            outcomes.append(out)
+        log(f"  {s.knob}: {s.name}: all labels {out.full.test_accuracy:.2f}% (C {out.full.chosen:g}), "
+            f"{out.extra.get('per_class', run.per_class)}/class {out.draws.test_accuracy:.2f} ± "
+            f"{out.draws.test_std:.2f}% in {out.seconds:.0f} s")
+        with mlflow.start_run(run_name=f"{s.knob}: {s.name}", nested=True):
+            mlflow.log_params({"knob": s.knob, "setting": s.name, "C_all": out.full.chosen,
+                               "C_draws": out.draws.chosen})
+            mlflow.log_metrics({"test_accuracy": out.full.test_accuracy, "draws_test_accuracy":
+                                out.draws.test_accuracy, "draws_std": out.draws.test_std, "seconds": out.seconds})
+        progress.update(1)
+    return outcomes, encoding, default_raw
+
+
+def _split_noise(run: RunContext, data: ProtocolData, default_out: Outcome, default_raw, extractor,
+                 split_seeds: int, log) -> list[float]:
+    """The default's all-labels test accuracy on ``split_seeds`` validation splits (its own first)."""
+    split_accs = [default_out.full.test_accuracy]
+    for j in range(1, split_seeds):
+        val_idx, rest_idx = class_balanced_split(data.train.labels, len(data.val_idx), run.seed + 100 + j)
+        o = evaluate(run, data, default_out.setting, default_raw, extractor, val_fit=(val_idx, rest_idx),
+                     draws=False)
+        split_accs.append(o.full.test_accuracy)
+        log(f"  default on validation split {j + 1}/{split_seeds}: all labels {o.full.test_accuracy:.2f}% "
+            f"(C {o.full.chosen:g})")
+    return split_accs
+
+
+def _with_provenance(rows: list[dict[str, Any]], run: RunContext, data: ProtocolData, extractor,
+                     run_id: str) -> list[dict[str, Any]]:
+    prov = provenance(run.device)
+    scale = ("paper: all 50,000 train / 10,000 test images" if run.preset.train_images is None
+             else f"{run.preset.name}: {len(data.train):,} train / {len(data.test):,} test images")
+    common = {"extractor": extractor.label, "preset": run.preset.name, "scale": scale,
+              "dataset": data.train.description, "device": prov["device"], "torch": prov["torch"],
+              "commit": prov["commit"], "dirty": prov["dirty"], "date": dt.date.today().isoformat(),
+              "seed": run.seed, "data_sha256": data.train.sha256, "mlflow_run_id": run_id}
+    return [common | r for r in rows]  # a row's own scale (the encoding pair's) wins
+
+
+def _write(rows: list[dict[str, Any]], run: RunContext, results_dir: Path, log) -> None:
+    frame = pd.DataFrame(rows, columns=CSV_COLUMNS)
+    print(render_markdown(frame))
+    if not run.write_results:
+        log("(--no-results or preset smoke: results/ left untouched)")
+        return
+    try:
+        csv_path, md_path = write_rows(rows, results_dir)
+    except (OSError, UserError) as e:  # the rows are hours of work: keep them first
+        kept = run.out / "sensitivity" / f"unwritten-rows-{dt.datetime.now():%Y%m%d-%H%M%S}.csv"
+        kept.parent.mkdir(parents=True, exist_ok=True)
+        frame.to_csv(kept, index=False)
+        raise UserError(f"results could not be written ({e}); the rows are saved in {kept}") from None
+    log(f"wrote {csv_path} and {md_path}")
+
+
+def main(argv: list[str] | None = None, log=print) -> list[dict[str, Any]]:
+    args, run, knobs, pair = _parse(argv, log)
+    if args.rerender:
+        log(f"rendered {rerender()}")
+        return []
+    name = next(n for n, _ in run.rows)
     check_tracking_store()
     results_dir = checked_results_dir(run, "sensitivity", read_sensitivity)
     bn_images = load_split(args.bn_data, "train", download=False).images if args.bn_data else None
@@ -430,8 +328,7 @@ def main(argv: list[str] | None = None, log=print) -> list[dict[str, Any]]:
         raise UserError(f"--extractor {name} trains a GAN: train it with the CIFAR-10 probe first, then pass its "
                         f"--discriminator <run>/gan/chosen.pt (or newmu-svhn:<dir>)")
     steps = plan(extractor, bn_data=args.bn_data, encoding_pair=pair, cv_folds=args.cv_folds, knobs=knobs,
-                 draws_cv_folds=run.spec.draws_cv_folds,
-                 pretrained=run.discriminator is not None)
+                 draws_cv_folds=run.spec.draws_cv_folds, pretrained=run.discriminator is not None)
     settings = [s for s in steps if isinstance(s, Setting)]
     skipped = [s for s in steps if isinstance(s, Skipped)]
     config = {"protocol": "sensitivity", "extractor": extractor.label, "preset": run.preset.name, "seed": run.seed,
@@ -447,78 +344,13 @@ def main(argv: list[str] | None = None, log=print) -> list[dict[str, Any]]:
         t0 = time.perf_counter()
         fit_info = extractor.fit(data.gan_images.to(run.device))
         mlflow.log_metrics({"fit_s": time.perf_counter() - t0} | {k: float(v) for k, v in fit_info.items()})
-        x, x_test = data.train.images.to(run.device), data.test.images.to(run.device)
-        outcomes, encoding = [], []
-        default_raw, current = None, (None, None, None)  # current: (extraction, extractor, features) of a variant
-        progress = Progress("sensitivity settings", len(settings), unit="settings")
-
-        def extract(ex, s: Setting):
-            t0 = time.perf_counter()
-            raw = raw_features(ex, x, x_test)
-            log(f"  features for {s.knob}: {s.name}: {tuple(raw[0].shape)} in {time.perf_counter() - t0:.1f} s")
-            return raw
-
-        for s in settings:
-            if s.data is not None:
-                out, _ = encoding_outcome(run, s, name, log)
-                encoding.append(out)
-            else:
-                if s.extraction == Setting("", "").extraction:  # the default's features: extracted once, kept
-                    default_raw = default_raw if default_raw is not None else extract(extractor, s)
-                    ex, raw = extractor, default_raw
-                else:  # one extraction per (batchnorm, pooling); the knob's next setting may reuse it
-                    if current[0] != s.extraction:
-                        current = (None, None, None)  # free the last variant's features first
-                        ex = variant(extractor, s, bn_images)
-                        current = (s.extraction, ex, extract(ex, s))
-                    _, ex, raw = current
-                out = evaluate(run, data, s, raw, ex, test_every=s.default)
-                outcomes.append(out)
-            log(f"  {s.knob}: {s.name}: all labels {out.full.test_accuracy:.2f}% (C {out.full.chosen:g}), "
-                f"{out.extra.get('per_class', run.per_class)}/class {out.draws.test_accuracy:.2f} ± "
-                f"{out.draws.test_std:.2f}% in "
-                f"{out.seconds:.0f} s")
-            with mlflow.start_run(run_name=f"{s.knob}: {s.name}", nested=True):
-                mlflow.log_params({"knob": s.knob, "setting": s.name, "C_all": out.full.chosen,
-                                   "C_draws": out.draws.chosen})
-                mlflow.log_metrics({"test_accuracy": out.full.test_accuracy, "draws_test_accuracy":
-                                    out.draws.test_accuracy, "draws_std": out.draws.test_std, "seconds": out.seconds})
-            progress.update(1)
-        current = (None, None, None)
-        # The default's noise over validation splits (its own split is the first).
-        default_out = outcomes[0]
-        split_accs = [default_out.full.test_accuracy]
-        for j in range(1, args.split_seeds):
-            val_idx, rest_idx = class_balanced_split(data.train.labels, len(data.val_idx), run.seed + 100 + j)
-            o = evaluate(run, data, default_out.setting, default_raw, extractor, val_fit=(val_idx, rest_idx),
-                         draws=False)
-            split_accs.append(o.full.test_accuracy)
-            log(f"  default on validation split {j + 1}/{args.split_seeds}: all labels {o.full.test_accuracy:.2f}% "
-                f"(C {o.full.chosen:g})")
+        outcomes, encoding, default_raw = _measure(run, data, extractor, name, settings, bn_images, log)
+        split_accs = _split_noise(run, data, outcomes[0], default_raw, extractor, args.split_seeds, log)
         mlflow.log_metric("default_split_std", _std(split_accs))
         rows = make_rows(outcomes, skipped, split_accs, run.per_class, encoding)
-        prov = provenance(run.device)
-        scale = ("paper: all 50,000 train / 10,000 test images" if run.preset.train_images is None
-                 else f"{run.preset.name}: {len(data.train):,} train / {len(data.test):,} test images")
-        common = {"extractor": extractor.label, "preset": run.preset.name, "scale": scale,
-                  "dataset": data.train.description, "device": prov["device"], "torch": prov["torch"],
-                  "commit": prov["commit"], "dirty": prov["dirty"], "date": dt.date.today().isoformat(),
-                  "seed": run.seed, "data_sha256": data.train.sha256, "mlflow_run_id": mlflow_run.info.run_id}
-        rows = [common | r for r in rows]  # a row's own scale (the encoding pair's) wins
+        rows = _with_provenance(rows, run, data, extractor, mlflow_run.info.run_id)
         log(f"sensitivity done in {time.perf_counter() - t_start:.0f} s")
-        frame = pd.DataFrame(rows, columns=CSV_COLUMNS)
-        print(render_markdown(frame))
-        if run.write_results:
-            try:
-                csv_path, md_path = write_rows(rows, results_dir)
-            except (OSError, UserError) as e:  # the rows are hours of work: keep them first
-                kept = run.out / "sensitivity" / f"unwritten-rows-{dt.datetime.now():%Y%m%d-%H%M%S}.csv"
-                kept.parent.mkdir(parents=True, exist_ok=True)
-                frame.to_csv(kept, index=False)
-                raise UserError(f"results could not be written ({e}); the rows are saved in {kept}") from None
-            log(f"wrote {csv_path} and {md_path}")
-        else:
-            log("(--no-results or preset smoke: results/ left untouched)")
+        _write(rows, run, results_dir, log)
     return rows
 
 

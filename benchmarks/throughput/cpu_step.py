@@ -40,13 +40,13 @@ from benchmarks.protocol.results import RESULTS_DIR, write_results
 from benchmarks.protocol.results_io import write_atomic
 from benchmarks.protocol.row import ResultRow
 from benchmarks.throughput.timing import dcgan_flops
-from dcgan_ref.runtime.limits import timed_gemm_tflops
 from benchmarks.throughput.workloads import TrainLoop, profile_summary
+from dcgan_ref.models import get_architecture
 from dcgan_ref.runtime.errors import UserError, run_cli
 from dcgan_ref.runtime.hardware import cpu_isa, native_bf16
-from dcgan_ref.models import get_architecture
-from dcgan_ref.step import StepSettings, make_step
+from dcgan_ref.runtime.limits import timed_gemm_tflops
 from dcgan_ref.runtime.tracking import provenance
+from dcgan_ref.step import StepSettings, make_step
 
 PROTOCOL = "cpu_step"
 CPU = torch.device("cpu")

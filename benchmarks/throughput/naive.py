@@ -20,8 +20,8 @@ from torch.utils.data import DataLoader
 from torchvision import datasets, transforms
 
 from benchmarks.throughput.timing import Figure, Sizes, rate_figure
-from dcgan_ref.runtime.limits import time_calls
 from dcgan_ref.models import Discriminator, Generator, build_gan, get_architecture
+from dcgan_ref.runtime.limits import time_calls
 from dcgan_ref.step import make_adam
 
 NaiveStep = Callable[[torch.Tensor, torch.Tensor], tuple[float, float]]

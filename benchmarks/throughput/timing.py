@@ -7,7 +7,6 @@ Nothing here builds a workload: :mod:`.workloads` and :mod:`.naive` build the ca
 from __future__ import annotations
 
 import statistics
-import time
 from dataclasses import dataclass
 from typing import Any, Callable
 
@@ -16,7 +15,6 @@ from torch.utils.flop_counter import FlopCounterMode
 
 from dcgan_ref.features import pooled_features
 from dcgan_ref.models import build_gan, get_architecture
-from dcgan_ref.runtime.limits import time_calls
 from dcgan_ref.step import make_adam, make_step
 
 ARCHS = ("imagenet32", "svhn32", "dcgan64")

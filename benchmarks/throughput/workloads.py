@@ -20,14 +20,14 @@ from torch.autograd import DeviceType
 from torch.profiler import ProfilerActivity, profile
 
 from baselines.kmeans import KMeansExtractor
-from benchmarks.protocol.evaluation import Standardizer
 from benchmarks.classifiers.svm import LinearSVM, fit_l2svm
+from benchmarks.protocol.evaluation import Standardizer
 from benchmarks.throughput.timing import Figure, Sizes, count_flops, rate_figure
-from dcgan_ref.runtime.limits import time_calls
 from dcgan_ref.features import pooled_features, set_population_bn_stats
 from dcgan_ref.models import build_gan, feature_dim, get_architecture
-from dcgan_ref.step import GanSetup, ResidentBatches, StepSettings
+from dcgan_ref.runtime.limits import time_calls
 from dcgan_ref.runtime.tracking import device_name
+from dcgan_ref.step import GanSetup, ResidentBatches, StepSettings
 
 
 def random_images(n: int, size: int, device: torch.device, seed: int = 0) -> torch.Tensor:

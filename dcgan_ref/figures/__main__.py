@@ -8,12 +8,12 @@ import time
 from pathlib import Path
 
 from dcgan_ref.datasets.loading import load_split
-from dcgan_ref.runtime.errors import UserError, run_cli
 from dcgan_ref.features import set_population_bn_stats
 from dcgan_ref.figures import arithmetic, collapse, dedup, guided_backprop, latent_walk, memorisation, page
 from dcgan_ref.figures.inputs import FigureInputs, load_gan, prepare_generator
 from dcgan_ref.models import build_gan
 from dcgan_ref.newmu import SPEC_PREFIX
+from dcgan_ref.runtime.errors import UserError, run_cli
 from dcgan_ref.runtime.tracking import check_tracking_store, tracked_run
 from dcgan_ref.train import pick_device
 

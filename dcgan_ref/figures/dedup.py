@@ -14,7 +14,6 @@ other plain sky or sea image.  Relative to ``dk`` they stand out (see ``RATIO_NO
 """
 from __future__ import annotations
 
-import json
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -25,8 +24,8 @@ from matplotlib.figure import Figure  # no pyplot: draws to a file without touch
 from torch import nn
 from torchvision.utils import make_grid
 
-from dcgan_ref.figures import neighbours
 from dcgan_ref.figures.inputs import save_figure, write_json
+from dcgan_ref.neighbours import nearest_images
 from dcgan_ref.runtime.progress import Progress
 
 CODE_BITS = 128
@@ -158,7 +157,7 @@ def nearest(test: torch.Tensor, train: torch.Tensor, k: int = K, chunk: int = 10
             ) -> tuple[torch.Tensor, torch.Tensor]:
     """Each test image's ``k`` nearest train images by RMS pixel distance: (distances, indices), (N, k)."""
     scale = test[0].numel() ** -0.5  # Euclidean distance of scaled rows = RMS pixel distance
-    return neighbours.nearest(unit_rows(test) * scale, unit_rows(train) * scale, k, chunk)
+    return nearest_images(unit_rows(test) * scale, unit_rows(train) * scale, k, chunk)
 
 
 def near_duplicates(dist: torch.Tensor, ratio: float = RATIO) -> torch.Tensor:
@@ -296,31 +295,3 @@ def make(train_images: torch.Tensor, test_images: torch.Tensor, out_dir: Path, s
     numbers["seconds"]["total"] = time.perf_counter() - t0
     write_json(numbers, out_dir / "dedup.json")
     return numbers
-
-
-# ------------------------------------------------------------------ what the protocols read
-@dataclass(frozen=True)
-class NearDuplicates:
-    """The test images a ``dedup.json`` lists, and which data it was made from."""
-    path: Path
-    test_sha256: str
-    train_sha256: str | None
-    n_test: int
-    test_indices: tuple[int, ...]
-
-
-def read_near_duplicates(path: Path) -> NearDuplicates:
-    """A ``dedup.json`` written by :func:`make`.  Raises FileNotFoundError or ValueError (what is wrong)."""
-    try:
-        numbers = json.loads(Path(path).read_text())
-        sha, n, indices = numbers["test_sha256"], int(numbers["n_test"]), numbers["near_duplicate_test_indices"]
-    except FileNotFoundError:
-        raise FileNotFoundError(f"{path}: no such file") from None
-    except (OSError, ValueError, KeyError, TypeError) as e:
-        raise ValueError(f"{path}: not a dedup.json written by dcgan_ref.figures.dedup ({type(e).__name__}: {e})"
-                         ) from None
-    if not isinstance(sha, str) or len(sha) != 64:
-        raise ValueError(f"{path}: no test data sha256 recorded (make it with test_sha256=<the test split's sha256>)")
-    if not all(isinstance(i, int) and 0 <= i < n for i in indices):
-        raise ValueError(f"{path}: near_duplicate_test_indices must be integers in [0, {n})")
-    return NearDuplicates(Path(path), sha, numbers.get("train_sha256"), n, tuple(sorted(set(indices))))

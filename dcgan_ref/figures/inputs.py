@@ -10,10 +10,10 @@ from typing import Any
 
 import torch
 
-from dcgan_ref.runtime import checkpoint
-from dcgan_ref.runtime.errors import UserError
 from dcgan_ref.models import ARCHITECTURES, Architecture, Discriminator, Generator, build_gan
 from dcgan_ref.newmu import SPEC_PREFIX, load_newmu_svhn, parse_discriminator_spec
+from dcgan_ref.runtime import checkpoint
+from dcgan_ref.runtime.errors import UserError
 
 
 @dataclass

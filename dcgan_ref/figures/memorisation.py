@@ -14,7 +14,7 @@ from matplotlib.figure import Figure
 
 from dcgan_ref.features import pooled_features
 from dcgan_ref.figures.inputs import FigureInputs, decode, save_figure, write_json
-from dcgan_ref.figures.neighbours import nearest
+from dcgan_ref.neighbours import nearest_images
 
 
 def compare(generated: torch.Tensor, held_out: torch.Tensor) -> dict:
@@ -30,7 +30,7 @@ def compare(generated: torch.Tensor, held_out: torch.Tensor) -> dict:
 
 
 def _nn(queries: torch.Tensor, bank: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    dist, index = nearest(queries, bank)
+    dist, index = nearest_images(queries, bank)
     return dist[:, 0], index[:, 0]
 
 

@@ -11,9 +11,11 @@ AVX2-only one; :func:`native_bf16` follows it, so the slow machine can be rehear
 """
 from __future__ import annotations
 
+import contextlib
 import functools
 import os
 import platform
+from typing import Iterator
 
 import torch
 
@@ -79,3 +81,26 @@ def training_bf16(choice: str, device: torch.device, default: bool) -> bool:
         raise UserError(f"--precision bf16: this {device.type} ({name}) has no native bf16 kernels, where bf16 runs "
                         f"about 100x slower than fp32; use --precision fp32")
     return {"bf16": True, "fp32": False}.get(choice, default)
+
+
+@contextlib.contextmanager
+def ieee_fp32_matmul(device: torch.device) -> Iterator[None]:
+    """Force full-precision float32 GEMMs on CUDA (no TF32) for the solve; restore after.
+
+    Uses the ``fp32_precision`` API where it exists (torch >= 2.9): mixing it with the
+    legacy ``allow_tf32`` flag raises in recent torch, while reading and writing only the
+    new one is safe whichever API the caller used.
+    """
+    if device.type != "cuda":
+        yield
+        return
+    matmul = torch.backends.cuda.matmul
+    try:
+        old, attr, value = matmul.fp32_precision, "fp32_precision", "ieee"
+    except AttributeError:  # older torch
+        old, attr, value = matmul.allow_tf32, "allow_tf32", False
+    setattr(matmul, attr, value)
+    try:
+        yield
+    finally:
+        setattr(matmul, attr, old)

@@ -1,4 +1,4 @@
-"""``python -m benchmarks.studies.reproduce`` / ``nox -s reproduce``: every row of the paper's Tables 1
+"""``python -m benchmarks.reproduce`` / ``nox -s reproduce``: every row of the paper's Tables 1
 and 2 that the data at hand allows, within a time budget, then ``results/REPORT.md``.
 
 It plans first and says so: the rows in order of value, each with a time estimate for this
@@ -20,21 +20,21 @@ import pandas as pd
 import torch
 
 from baselines import registry
-from benchmarks.report import render as report
-from benchmarks.protocol import control as supervised_control
 from benchmarks.classifiers.registry import CLASSIFIERS
+from benchmarks.protocol import control as supervised_control
 from benchmarks.protocol.presets import PRESETS
-from benchmarks.protocol.runner import CIFAR10_PROBE, SVHN_1000, run_protocol
 from benchmarks.protocol.results import RESULTS_DIR, read_results
+from benchmarks.protocol.runner import CIFAR10_PROBE, SVHN_1000, run_protocol
 from benchmarks.protocol.spec import ProtocolSpec
+from benchmarks.report import render as report
 from benchmarks.throughput.cli import main as throughput_main
 from dcgan_ref.datasets.loading import load_split
-from dcgan_ref.runtime.errors import Terminated, run_cli
 from dcgan_ref.models import ARCHITECTURES
+from dcgan_ref.runtime.errors import Terminated, run_cli
 from dcgan_ref.runtime.tracking import check_tracking_store, git_state
 from dcgan_ref.train import pick_device
 
-REPO = Path(__file__).resolve().parents[2]
+REPO = Path(__file__).resolve().parents[1]
 DEFAULT_NEWMU = REPO.parent / "shared" / "data" / "newmu_svhn_dcgan"
 
 
@@ -160,7 +160,7 @@ def _done(job: Job, label: str, existing: pd.DataFrame, commit: str, preset: str
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="python -m benchmarks.studies.reproduce", description=__doc__.split("\n\n")[0])
+    p = argparse.ArgumentParser(prog="python -m benchmarks.reproduce", description=__doc__.split("\n\n")[0])
     p.add_argument("--preset", default=None, choices=sorted(PRESETS), help="default: paper on a GPU, quick otherwise")
     p.add_argument("--data", required=True, help="CIFAR-10: official files, an image-folder tree or its archive")
     p.add_argument("--svhn-data", help="official SVHN .mat folder for Table 2 (default: Table 2's protocol on --data)")
