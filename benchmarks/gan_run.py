@@ -144,7 +144,8 @@ def _train(args: argparse.Namespace, files: RunFiles) -> None:
     curve = files.read_curve()
     started = dt.datetime.now().isoformat(timespec="seconds")
     state = {"name": files.root.name, "pid": os.getpid(), "started": started, "state": "running",
-             "protocol": args.protocol, "seed": args.seed, "gan_data": data.gan_description, "arch": args.arch, "precision": precision, "cpu": cpu_name(),
+             "protocol": args.protocol, "seed": args.seed, "gan_data": data.gan_description, "arch": args.arch,
+             "precision": precision, "cpu": cpu_name(),
              "budget_images": steps * b, "n_gan_images": len(images), "eval_every_images": every * b,
              "command": "python -m benchmarks.gan_run " + " ".join(args.argv),
              "tracking_uri": os.environ["MLFLOW_TRACKING_URI"]}  # where its losses are (publish reads them)

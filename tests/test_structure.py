@@ -128,7 +128,8 @@ def test_the_checks_bite(tmp_path):
                     "benchmarks.classifiers.e": {"benchmarks.protocol.f"}, "benchmarks.report.g": {"benchmarks.h"}}
                    ) == [("benchmarks.protocol.a", "benchmarks.throughput.b"), ("dcgan_ref.runtime.c", "dcgan_ref.d"),
                          ("benchmarks.classifiers.e", "benchmarks.protocol.f"), ("benchmarks.report.g", "benchmarks.h")]
-    assert not _upward({"benchmarks.gan_run": {"benchmarks.protocol.runner"}, "dcgan_ref.train": {"dcgan_ref.runtime.x"}})
+    assert not _upward({"benchmarks.gan_run": {"benchmarks.protocol.runner"},
+                        "dcgan_ref.train": {"dcgan_ref.runtime.x"}})
     assert _cycles({"benchmarks.a": {"benchmarks.b"}, "benchmarks.b": {"benchmarks.c"},
                     "benchmarks.c": {"benchmarks.a"}}) == [["benchmarks.a", "benchmarks.b", "benchmarks.c",
                                                             "benchmarks.a"]]
