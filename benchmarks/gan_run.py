@@ -128,8 +128,7 @@ def _train(args: argparse.Namespace, files: RunFiles) -> None:
             files.curve.rename(files.curve.with_suffix(f".stale-{dt.datetime.now():%Y%m%d-%H%M%S}.csv"))
         print(f"no checkpoint at {files.checkpoint}: starting from step 0")
     run, data = _probe_context(args)
-    images = data.gan_images
-    b = args.batch_size
+    images, b = data.gan_images, args.batch_size
     steps = args.budget_images // b
     every = max(1, args.eval_every // b)
     eval_steps = frozenset(range(every, steps + 1, every)) | {steps}
@@ -145,8 +144,8 @@ def _train(args: argparse.Namespace, files: RunFiles) -> None:
     started = dt.datetime.now().isoformat(timespec="seconds")
     state = {"name": files.root.name, "pid": os.getpid(), "started": started, "state": "running",
              "protocol": args.protocol, "seed": args.seed, "gan_data": data.gan_description, "arch": args.arch,
-             "precision": precision, "cpu": cpu_name(),
-             "budget_images": steps * b, "n_gan_images": len(images), "eval_every_images": every * b,
+             "precision": precision, "cpu": cpu_name(), "budget_images": steps * b, "n_gan_images": len(images),
+             "eval_every_images": every * b,
              "command": "python -m benchmarks.gan_run " + " ".join(args.argv),
              "tracking_uri": os.environ["MLFLOW_TRACKING_URI"]}  # where its losses are (publish reads them)
     last_rate = [0.0]
