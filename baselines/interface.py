@@ -37,3 +37,24 @@ class FeatureExtractor(Protocol):
 
     def transform(self, images: torch.Tensor) -> torch.Tensor:
         """Features for uint8 images (N, 3, H, W): float32 (N, feature_dim)."""
+
+
+@runtime_checkable
+class LayeredExtractor(Protocol):
+    """An extractor whose features are several layers' pooled maps side by side (a DCGAN
+    discriminator's conv layers), each selectable, with extraction variants: the capability
+    the sensitivity table's batchnorm, layers and pooling knobs ask for."""
+
+    @property
+    def n_layers(self) -> int:
+        """How many layers the features concatenate."""
+
+    def layer_columns(self, layers: tuple[int, ...]) -> torch.Tensor:
+        """The feature columns (a LongTensor index) of these layers, at this extraction's pooling."""
+
+    def with_extraction(self, *, bn_mode: str | None = None, pool: str | None = None,
+                        grid: int | None = None) -> "LayeredExtractor":
+        """The same fitted extractor with other batchnorm statistics or pooling."""
+
+    def with_population_stats(self, images: torch.Tensor) -> "LayeredExtractor":
+        """A copy whose batchnorm population statistics come from ``images``."""

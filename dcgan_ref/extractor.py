@@ -14,7 +14,7 @@ from typing import Any, Callable
 
 import torch
 
-from dcgan_ref.features import BN_MODES, pooled_features, set_population_bn_stats
+from dcgan_ref.features import BN_MODES, layer_columns, pooled_features, set_population_bn_stats
 from dcgan_ref.models import Discriminator, build_gan, feature_dim
 from dcgan_ref.runtime import checkpoint
 from dcgan_ref.train import TrainConfig, train
@@ -57,6 +57,14 @@ class DCGANExtractor:
     @property
     def feature_dim(self) -> int:
         return feature_dim(self.arch, self.grid)
+
+    @property
+    def n_layers(self) -> int:  # the features concatenate every conv layer's pooled maps
+        return len(self.d.arch.widths)
+
+    def layer_columns(self, layers: tuple[int, ...]) -> torch.Tensor:
+        """The feature columns of these conv layers (0-based), at this extraction's pooling grid."""
+        return layer_columns(self.d.arch.widths, layers, self.grid)
 
     def with_extraction(self, *, bn_mode: str | None = None, pool: str | None = None,
                         grid: int | None = None) -> "DCGANExtractor":

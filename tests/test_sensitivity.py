@@ -203,3 +203,41 @@ def test_the_hinge_solver_reaches_liblinears_optimum():
         assert ((ours - theirs) / theirs).abs().max() < 1e-3
         pred = (x.double() @ W[:, :-1].T + W[:, -1]).argmax(1)
         assert (pred == torch.from_numpy(ref.predict(x.double().numpy()))).float().mean() > 0.99
+
+
+def test_the_d_knobs_ask_for_the_capability_not_the_class():
+    """Any extractor declaring layers and extraction variants gets the batchnorm, layers and
+    pooling settings; one without (pixels) gets one "not measurable" row per such knob."""
+    import torch
+
+    from baselines.interface import LayeredExtractor
+    from baselines.pixels import PixelExtractor
+    from benchmarks.studies.knobs import KNOBS, NOT_D, Setting, Skipped, plan
+
+    class ThreeLayers:  # not a DCGANExtractor
+        n_layers = 3
+
+        def layer_columns(self, layers):
+            return torch.tensor(layers)
+
+        def with_extraction(self, **kw):
+            return self
+
+        def with_population_stats(self, images):
+            return self
+
+    def names(extractor, knob):
+        return [(type(s).__name__, s.name) for s in plan(extractor, bn_data=None, encoding_pair=None, cv_folds=5,
+                                                          knobs=(knob,), pretrained=True)[1:]]
+
+    assert isinstance(ThreeLayers(), LayeredExtractor)
+    assert names(ThreeLayers(), "layers") == [("Setting", "the last"), ("Setting", "the last two"),
+                                              ("Setting", "layer 1 of 3 alone"), ("Setting", "layer 2 of 3 alone")]
+    assert ("Setting", "2x2 max") in names(ThreeLayers(), "pooling")
+    pixels = PixelExtractor()
+    for knob in ("batchnorm", "layers", "pooling"):
+        (only,) = plan(pixels, bn_data=None, encoding_pair=None, cv_folds=5, knobs=(knob,), pretrained=False)[1:]
+        assert isinstance(only, Skipped) and only.reason == NOT_D
+    every = plan(pixels, bn_data=None, encoding_pair=("a", "b"), cv_folds=5, knobs=tuple(KNOBS), pretrained=False)
+    assert [s.knob for s in every][0] == "default" and {s.knob for s in every[1:]} == set(KNOBS)
+    assert isinstance(every[0], Setting) and every[0].default

@@ -33,6 +33,7 @@ import pandas as pd
 import torch
 
 from baselines import registry
+from baselines.interface import LayeredExtractor
 from benchmarks.classifiers.registry import CLASSIFIERS
 from benchmarks.protocol import evaluation
 from benchmarks.protocol.context import POSITIVE_INT, RunContext, parse_run
@@ -44,8 +45,6 @@ from benchmarks.protocol.splits import class_balanced_split
 from benchmarks.studies.knobs import KNOBS, Outcome, Setting, Skipped, plan
 from benchmarks.studies.sensitivity_table import CSV_COLUMNS, read_sensitivity, render_markdown, rerender, write_rows
 from dcgan_ref.datasets.loading import load_split
-from dcgan_ref.extractor import DCGANExtractor
-from dcgan_ref.features import layer_columns
 from dcgan_ref.runtime.errors import UserError, run_cli
 from dcgan_ref.runtime.progress import Progress
 from dcgan_ref.runtime.tracking import check_tracking_store, provenance, tracked_run
@@ -73,7 +72,7 @@ def evaluate(run: RunContext, data: ProtocolData, setting: Setting, raw: tuple[t
     t0 = time.perf_counter()
     train, test = raw
     if setting.layers is not None:
-        cols = layer_columns(extractor.d.arch.widths, setting.layers, extractor.grid).to(train.device)
+        cols = extractor.layer_columns(setting.layers).to(train.device)
         train, test = train[:, cols], test[:, cols]
     else:
         train, test = train.clone(), test.clone()
@@ -324,7 +323,7 @@ def main(argv: list[str] | None = None, log=print) -> list[dict[str, Any]]:
     data = load_data(run, log)
     check_label_pool(run, data)
     extractor = registry.build(name, build_context(run, data, run.out / "sensitivity" / name))
-    if isinstance(extractor, DCGANExtractor) and extractor.learns_from_data:
+    if isinstance(extractor, LayeredExtractor) and extractor.learns_from_data:  # a D trained by this run
         raise UserError(f"--extractor {name} trains a GAN: train it with the CIFAR-10 probe first, then pass its "
                         f"--discriminator <run>/gan/chosen.pt (or newmu-svhn:<dir>)")
     steps = plan(extractor, bn_data=args.bn_data, encoding_pair=pair, cv_folds=args.cv_folds, knobs=knobs,
