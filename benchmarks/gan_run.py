@@ -39,9 +39,17 @@ from typing import Any
 import torch
 
 from benchmarks.protocol import gan_record as gan_publish
-from benchmarks.protocol.context import POSITIVE_FLOAT, POSITIVE_INT, RunContext, parse_run
+from benchmarks.protocol.context import RunContext, resolve_run
 from benchmarks.protocol.data import ProtocolData, load_data
 from benchmarks.protocol.gan_folder import RunFiles, exclusive, locked, plateaued, runs_root
+from benchmarks.protocol.options import (
+    POSITIVE_FLOAT,
+    POSITIVE_INT,
+    DataOptions,
+    ExtractorOptions,
+    OutputOptions,
+    RunOptions,
+)
 from benchmarks.protocol.results import RESULTS_DIR
 from benchmarks.protocol.runner import CIFAR10_PROBE, SVHN_1000, make_validator
 from dcgan_ref.extractor import DCGANExtractor
@@ -66,9 +74,10 @@ def _probe_context(args: argparse.Namespace) -> tuple[RunContext, ProtocolData]:
     """The scoring protocol (the CIFAR-10 probe unless --protocol) at paper scale, as the protocol
     itself loads it: its validation split and label draws score the D, so the score obeys the
     protocol's label budget."""
-    run = parse_run(SCORING[args.protocol], ["--preset", args.preset, "--data", args.data, "--gan-data", args.gan_data,
-                                    "--arch", args.arch, "--device", "cpu", "--no-download", "--no-results",
-                                    "--seed", str(args.seed)], log=lambda *_: None)
+    options = RunOptions(preset=args.preset, device="cpu", seed=args.seed,
+                         data=DataOptions(data=args.data, gan_data=args.gan_data, no_download=True),
+                         extractors=ExtractorOptions(arch=args.arch), output=OutputOptions(no_results=True))
+    run = resolve_run(SCORING[args.protocol], options, log=lambda *_: None)
     return run, load_data(run)
 
 

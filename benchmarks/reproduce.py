@@ -22,6 +22,7 @@ import torch
 from baselines import registry
 from benchmarks.classifiers.registry import CLASSIFIERS
 from benchmarks.protocol import control as supervised_control
+from benchmarks.protocol.options import DataOptions, ExtractorOptions, OutputOptions, RunOptions, to_argv
 from benchmarks.protocol.presets import PRESETS
 from benchmarks.protocol.results import RESULTS_DIR, read_results
 from benchmarks.protocol.runner import CIFAR10_PROBE, SVHN_1000, run_protocol
@@ -79,26 +80,19 @@ def plan(args: argparse.Namespace) -> list[Job]:
     return jobs
 
 
-def _argv(job: Job, args: argparse.Namespace) -> list[str]:
-    argv = ["--preset", args.preset, "--data", args.data, "--extractor", job.extractor, "--seed", str(args.seed),
-            "--out", args.out, "--results-dir", str(args.results_dir)]
-    if job.classifier != "cnn":
-        argv += ["--classifier", job.classifier]
-    if job.discriminator:
-        argv += ["--discriminator", job.discriminator]
-    if job.spec is SVHN_1000 and not args.svhn_data:
-        argv += ["--dataset", "cifar10"]  # Table 2's protocol on the CIFAR-10 data at hand, labelled so
-    if job.spec is SVHN_1000 and args.svhn_data:
-        argv[argv.index("--data") + 1] = args.svhn_data
-    if args.gan_data:
-        argv += ["--gan-data", args.gan_data]
-    if args.arch and job.extractor not in job.spec.controls:
-        argv += ["--arch", args.arch]
-    if args.device:
-        argv += ["--device", args.device]
-    return argv + (["--no-download"] if args.no_download else [])
-
-
+def _options(job: Job, args: argparse.Namespace) -> RunOptions:
+    """The protocol run of one job, as the protocol's own options."""
+    svhn = job.spec is SVHN_1000
+    return RunOptions(
+        preset=args.preset, device=args.device, seed=args.seed,
+        # Table 2's protocol on the CIFAR-10 data at hand (labelled so), unless SVHN itself is given
+        data=DataOptions(data=args.svhn_data if svhn and args.svhn_data else args.data,
+                         dataset="cifar10" if svhn and not args.svhn_data else None, gan_data=args.gan_data,
+                         no_download=args.no_download),
+        extractors=ExtractorOptions(extractor=job.extractor, classifier="svm" if job.classifier == "cnn"
+                                    else job.classifier, discriminator=job.discriminator,
+                                    arch=args.arch if job.extractor not in job.spec.controls else None),
+        output=OutputOptions(out=args.out, results_dir=str(args.results_dir)))
 def _label(job: Job, args: argparse.Namespace, device: torch.device) -> str:
     """The table label the row will carry (building an extractor is cheap; fitting it is not)."""
     preset = PRESETS[args.preset]
@@ -214,11 +208,11 @@ def main(argv: list[str] | None = None, log=print) -> list[str]:
 
     commands, results, stopped = [], [], None
     for job in planned:
-        argv_job = _argv(job, args)
-        commands.append(f"python -m benchmarks.{job.spec.name} {shlex.join(argv_job)}")
+        options = _options(job, args)
+        commands.append(f"python -m benchmarks.{job.spec.name} {shlex.join(to_argv(options))}")
         t0 = time.perf_counter()
         try:
-            run_protocol(job.spec, argv_job, log=log)
+            run_protocol(job.spec, options, log=log)
             results.append(f"done in {time.perf_counter() - t0:.0f} s: {job.name}")
         except (Exception, KeyboardInterrupt, Terminated) as e:  # finished rows are written; go on with the rest
             results.append(f"FAILED after {time.perf_counter() - t0:.0f} s ({type(e).__name__}: {e}): {job.name}")

@@ -99,6 +99,6 @@ def test_extractor_dcgan_plans_our_ds_only_and_arch_reaches_every_d_row(tmp_path
     jobs = reproduce.plan(args)
     assert [(j.spec.name, j.extractor, j.discriminator) for j in jobs] == [
         (s, e, None) for s in ("cifar10_probe", "svhn_1000") for e in ("dcgan", "random-d")]
-    assert all(reproduce._argv(j, args)[-2:] == ["--arch", "imagenet32"] for j in jobs)
+    assert all(reproduce._options(j, args).extractors.arch == "imagenet32" for j in jobs)
     assert [j.discriminator for j in reproduce.plan(_args(extractor="newmu-svhn", newmu=str(newmu),
                                                           preset="paper"))] == [f"newmu-svhn:{newmu}"] * 2

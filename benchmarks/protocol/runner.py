@@ -24,11 +24,12 @@ from baselines import registry
 from baselines.interface import FeatureExtractor
 from benchmarks.classifiers.registry import CLASSIFIERS
 from benchmarks.protocol import evaluation
-from benchmarks.protocol.context import RunContext, parse_run
+from benchmarks.protocol.context import RunContext, parse_run, resolve_run
 from benchmarks.protocol.control import evaluate_supervised
 from benchmarks.protocol.data import ProtocolData, check_label_pool, check_unseen_validation, kept_test_rows, load_data
 from benchmarks.protocol.evaluation import Evaluation, Standardizer
 from benchmarks.protocol.gan_record import training_record, write_record
+from benchmarks.protocol.options import RunOptions
 from benchmarks.protocol.results import (
     checked_results_dir,
     draws_choice_note,
@@ -288,8 +289,9 @@ def _base_config(run: RunContext, data: ProtocolData) -> dict[str, Any]:
 
 
 # ------------------------------------------------------------------ the whole protocol
-def run_protocol(spec: ProtocolSpec, argv: list[str] | None = None, log=print) -> list[ResultRow]:
-    run = parse_run(spec, argv, log)
+def run_protocol(spec: ProtocolSpec, options: RunOptions | list[str] | None = None, log=print) -> list[ResultRow]:
+    """The protocol, end to end: options built in Python (``RunOptions``), or a command line."""
+    run = resolve_run(spec, options, log) if isinstance(options, RunOptions) else parse_run(spec, options, log)
     # Under torchrun the ranks share the feature extraction; the others wait while rank 0
     # fits (a GAN can take hours), so their collectives must wait that long.
     world, device = init_from_env(run.device, timeout=dt.timedelta(hours=48))

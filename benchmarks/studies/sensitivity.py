@@ -36,8 +36,9 @@ from baselines import registry
 from baselines.interface import LayeredExtractor
 from benchmarks.classifiers.registry import CLASSIFIERS
 from benchmarks.protocol import evaluation
-from benchmarks.protocol.context import POSITIVE_INT, RunContext, parse_run
+from benchmarks.protocol.context import RunContext, parse_run
 from benchmarks.protocol.data import ProtocolData, check_label_pool, label_pool, load_data
+from benchmarks.protocol.options import POSITIVE_INT
 from benchmarks.protocol.results import checked_results_dir
 from benchmarks.protocol.runner import build_context
 from benchmarks.protocol.spec import CIFAR10_PROBE
