@@ -2,7 +2,9 @@
 and 2 that the data at hand allows, within a time budget, then ``results/REPORT.md``.
 
 It plans first and says so: the rows in order of value, each with a time estimate for this
-device (from an earlier row of the same kind in the results, else a rough per-image cost),
+device (from an earlier row of the same kind in the results, else a rough per-image cost,
+plus a GAN's training at this CPU class's measured ``cpu_step`` rate or its FLOPs at the
+device's measured GEMM rate),
 and which rows it must skip to fit ``--budget-min``.  Each row is one protocol run, which
 writes its own rows when it finishes, so a later failure loses nothing; a row already in the
 results at this commit, preset and data hash is skipped, so an interrupted run resumes.
@@ -29,9 +31,13 @@ from benchmarks.protocol.runner import CIFAR10_PROBE, SVHN_1000, run_protocol
 from benchmarks.protocol.spec import ProtocolSpec
 from benchmarks.report import render as report
 from benchmarks.throughput.cli import main as throughput_main
+from benchmarks.throughput.cpu_step import isa_slug
+from benchmarks.throughput.timing import dcgan_flops
 from dcgan_ref.datasets.loading import load_split
 from dcgan_ref.models import ARCHITECTURES
 from dcgan_ref.runtime.errors import Terminated, run_cli
+from dcgan_ref.runtime.hardware import native_bf16
+from dcgan_ref.runtime.limits import device_limits
 from dcgan_ref.runtime.tracking import check_tracking_store, git_state
 from dcgan_ref.train import pick_device
 
@@ -58,9 +64,6 @@ class Job:
 CPU_S_PER_1K = {"pixels": 5, "random-d": 40, "dcgan": 40, "newmu": 15, "kmeans-1600": 70, "kmeans-4000": 180,
                 "supervised": 600}
 GPU_SPEEDUP = 30
-# GAN training on top of that (images per second at batch 128; CPU: this 2-core machine).
-TRAIN_IMG_PER_S = {"cpu": {"svhn32": 250, "imagenet32": 9, "dcgan64": 4},
-                   "cuda": {"svhn32": 60_000, "imagenet32": 30_000, "dcgan64": 10_000}}
 
 
 def plan(args: argparse.Namespace) -> list[Job]:
@@ -116,11 +119,34 @@ def _estimate(job: Job, label: str, existing: pd.DataFrame, device: torch.device
             return float(same["wall_s"].dropna().iloc[-1]), "an earlier row of the same kind"
     key = "newmu" if job.discriminator else job.extractor
     seconds = CPU_S_PER_1K.get(key, 60) * n_train / 1000 / (GPU_SPEEDUP if kind == "cuda" else 1)
+    source = "a rough per-image cost"
     if job.extractor == "dcgan" and not job.discriminator:  # plus training the GAN
         p = PRESETS[preset]
         arch = arch or p.arch or job.spec.arch
-        seconds += p.gan_epochs * min(p.gan_images or n_train, n_train) / TRAIN_IMG_PER_S[kind][arch]
-    return seconds, "a rough per-image cost"
+        img_per_s, how = train_rate(arch, device, bf16=p.bf16 and native_bf16(device))
+        seconds += p.gan_epochs * min(p.gan_images or n_train, n_train) / img_per_s
+        source += f", training at {img_per_s:,.0f} img/s ({how})"
+    return seconds, source
+
+
+def train_rate(arch: str, device: torch.device, bf16: bool, cpu_step_dir: Path | None = None) -> tuple[float, str]:
+    """The GAN training rate to plan with, img/s, and where it comes from: this CPU class's
+    ``cpu_step`` row for the trainer's setting (bf16 or fp32, channels_last), else the step's FLOP
+    count at this device's measured GEMM rate (a rate no step reaches: the estimate is a floor)."""
+    setting = "bf16, channels_last" if bf16 else "fp32, channels_last"
+    if device.type == "cpu":
+        path = (cpu_step_dir or RESULTS_DIR / "cpu_step" / isa_slug()) / "cpu_step.csv"
+        rows = read_results(path) if path.exists() else pd.DataFrame()
+        if len(rows):
+            hit = rows[(rows["extractor"] == arch) & (rows["classifier"] == setting)
+                       & (rows["metric"] == "train_img_per_s")]
+            if len(hit):
+                return float(hit["value"].iloc[-1]), f"the cpu_step row for {setting} on this CPU class"
+    limits = device_limits(device)
+    tflops = limits.get("limit_gemm_bf16_tflops") if bf16 else None
+    tflops = tflops or limits["limit_gemm_fp32_tflops"]
+    rate = tflops * 1e12 / dcgan_flops(arch).train_step
+    return rate, f"{arch}'s FLOPs at this device's {tflops:.2f} TFLOP/s GEMM rate"
 
 
 # How a protocol names the GAN data it drew from the labelled set itself (benchmarks/protocol/data.py).

@@ -102,3 +102,25 @@ def test_extractor_dcgan_plans_our_ds_only_and_arch_reaches_every_d_row(tmp_path
     assert all(reproduce._options(j, args).extractors.arch == "imagenet32" for j in jobs)
     assert [j.discriminator for j in reproduce.plan(_args(extractor="newmu-svhn", newmu=str(newmu),
                                                           preset="paper"))] == [f"newmu-svhn:{newmu}"] * 2
+
+
+def test_the_training_estimate_comes_from_this_cpus_rows_else_the_flop_count(tmp_path, monkeypatch):
+    """No hand-typed rate: the cpu_step row for the trainer's setting on this CPU class, else the
+    step's counted FLOPs at the device's measured GEMM rate."""
+    import torch
+
+    from benchmarks.protocol.results import write_results
+    from benchmarks.protocol.row import ResultRow
+    from benchmarks.throughput.timing import dcgan_flops
+
+    cpu = torch.device("cpu")
+    row = dict(protocol="cpu_step", dataset="synthetic", extractor="imagenet32", preset="paper",
+               metric="train_img_per_s", value=123.0, device="cpu", torch="x", commit="abc", dirty=False,
+               date="2026-12-07", seed=0)
+    write_results("cpu_step", [ResultRow(classifier="bf16, channels_last", **row),
+                               ResultRow(classifier="fp32, channels_last", **row | {"value": 45.0})], tmp_path)
+    assert reproduce.train_rate("imagenet32", cpu, bf16=True, cpu_step_dir=tmp_path)[0] == 123.0
+    assert reproduce.train_rate("imagenet32", cpu, bf16=False, cpu_step_dir=tmp_path)[0] == 45.0
+    monkeypatch.setattr(reproduce, "device_limits", lambda d: {"limit_gemm_fp32_tflops": 0.5})
+    rate, how = reproduce.train_rate("svhn32", cpu, bf16=False, cpu_step_dir=tmp_path)  # no svhn32 row there
+    assert rate == 0.5e12 / dcgan_flops("svhn32").train_step and "FLOPs" in how
