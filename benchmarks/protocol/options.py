@@ -137,13 +137,15 @@ def build_parser(spec: ProtocolSpec, classifiers: tuple[str, ...]) -> argparse.A
     p = argparse.ArgumentParser(prog=f"python -m benchmarks.{spec.name}",
                                 description=f"The {spec.name} protocol (see README and docs/PAPER.md).")
     fill = {"spec": spec, "controls": "".join(", " + c for c in spec.controls), "classifiers": ", ".join(classifiers)}
-    for _, f in _leaves():
+    groups: dict[str | None, Any] = {}
+    for section, f in _leaves():
+        group = groups.get(section) or groups.setdefault(section, p.add_argument_group(section or "run"))
         meta = dict(f.metadata)
         help_text = meta.pop("help").format(**fill) or None
         if f.default is False:
-            p.add_argument(_flag(f.name), action="store_true", help=help_text)
+            group.add_argument(_flag(f.name), action="store_true", help=help_text)
         else:
-            p.add_argument(_flag(f.name), default=f.default, help=help_text, **meta)
+            group.add_argument(_flag(f.name), default=f.default, help=help_text, **meta)
     return p
 
 
