@@ -36,10 +36,9 @@ from benchmarks.throughput.timing import dcgan_flops
 from dcgan_ref.datasets.loading import load_split
 from dcgan_ref.models import ARCHITECTURES
 from dcgan_ref.runtime.errors import Terminated, run_cli
-from dcgan_ref.runtime.hardware import native_bf16
+from dcgan_ref.runtime.hardware import native_bf16, pick_device
 from dcgan_ref.runtime.limits import device_limits
 from dcgan_ref.runtime.tracking import check_tracking_store, git_state
-from dcgan_ref.train import pick_device
 
 REPO = Path(__file__).resolve().parents[1]
 DEFAULT_NEWMU = REPO.parent / "shared" / "data" / "newmu_svhn_dcgan"

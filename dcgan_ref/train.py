@@ -29,6 +29,7 @@ from dcgan_ref.models import Discriminator, Generator, get_architecture
 from dcgan_ref.runtime import checkpoint
 from dcgan_ref.runtime.distributed import World, all_mean, check_batch, init_from_env
 from dcgan_ref.runtime.errors import TrainingDiverged, UserError, run_cli
+from dcgan_ref.runtime.hardware import pick_device
 from dcgan_ref.runtime.tracking import check_tracking_store, tracked_run
 from dcgan_ref.step import GanSetup, ResidentBatches, StepSettings
 
@@ -65,23 +66,6 @@ class TrainResult:
     # One dict per epoch's end (and the run's): step, epoch, diversity, near_identical, flag,
     # and loss_D/loss_G of the latest logged window (NaN before the first).
     collapse: list[dict] = dataclasses.field(default_factory=list)
-
-
-def pick_device(name: str | None = None) -> torch.device:
-    """``--device``: the named device, checked; default CUDA when present, else the CPU."""
-    if not name:
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    try:
-        device = torch.device(name)
-    except RuntimeError:
-        raise UserError(f"--device {name!r} is not a device; use cpu, cuda or cuda:<index>") from None
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise UserError(f"--device {name}: this machine has no usable CUDA GPU; use --device cpu")
-    if device.type == "cuda" and device.index is not None and device.index >= torch.cuda.device_count():
-        raise UserError(f"--device {name}: only {torch.cuda.device_count()} CUDA device(s) here")
-    if device.type not in ("cpu", "cuda"):
-        raise UserError(f"--device {name}: only cpu and cuda are supported")
-    return device
 
 
 def set_determinism(on: bool) -> None:

@@ -15,8 +15,7 @@ import torch
 
 from benchmarks import cifar10_probe, svhn_1000
 from benchmarks.protocol import runner as protocol
-from dcgan_ref import train as train_mod
-from dcgan_ref.runtime import checkpoint
+from dcgan_ref.runtime import checkpoint, hardware
 from dcgan_ref.runtime.errors import UserError, run_cli
 from dcgan_ref.train import TrainConfig, train
 
@@ -186,4 +185,4 @@ def test_a_missing_svhn_split_is_named_once_per_file(tmp_path, capsys):
 
 def test_train_module_uses_the_shared_device_check():
     with pytest.raises(UserError, match="not a device"):
-        train_mod.pick_device("bogus")
+        hardware.pick_device("bogus")

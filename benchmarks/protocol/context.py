@@ -17,8 +17,7 @@ from dcgan_ref.datasets.near_duplicates import NearDuplicates, read_near_duplica
 from dcgan_ref.pretrained import load_discriminator
 from dcgan_ref.runtime.distributed import World
 from dcgan_ref.runtime.errors import UserError
-from dcgan_ref.runtime.hardware import training_bf16
-from dcgan_ref.train import pick_device
+from dcgan_ref.runtime.hardware import pick_device, training_bf16
 
 
 @dataclass(frozen=True, kw_only=True)

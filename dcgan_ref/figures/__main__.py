@@ -14,8 +14,8 @@ from dcgan_ref.figures.inputs import FigureInputs, load_gan, prepare_generator
 from dcgan_ref.models import build_gan
 from dcgan_ref.newmu import SPEC_PREFIX
 from dcgan_ref.runtime.errors import UserError, run_cli
+from dcgan_ref.runtime.hardware import pick_device
 from dcgan_ref.runtime.tracking import check_tracking_store, tracked_run
-from dcgan_ref.train import pick_device
 
 # name -> how to make it from the inputs, the output folder and the command line
 MODEL_FIGURES = {

@@ -104,3 +104,20 @@ def ieee_fp32_matmul(device: torch.device) -> Iterator[None]:
         yield
     finally:
         setattr(matmul, attr, old)
+
+
+def pick_device(name: str | None = None) -> torch.device:
+    """``--device``: the named device, checked; default CUDA when present, else the CPU."""
+    if not name:
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        device = torch.device(name)
+    except RuntimeError:
+        raise UserError(f"--device {name!r} is not a device; use cpu, cuda or cuda:<index>") from None
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise UserError(f"--device {name}: this machine has no usable CUDA GPU; use --device cpu")
+    if device.type == "cuda" and device.index is not None and device.index >= torch.cuda.device_count():
+        raise UserError(f"--device {name}: only {torch.cuda.device_count()} CUDA device(s) here")
+    if device.type not in ("cpu", "cuda"):
+        raise UserError(f"--device {name}: only cpu and cuda are supported")
+    return device
