@@ -51,7 +51,7 @@ from benchmarks.protocol.options import (
     RunOptions,
 )
 from benchmarks.protocol.results import RESULTS_DIR
-from benchmarks.protocol.runner import CIFAR10_PROBE, SVHN_1000, make_validator
+from benchmarks.protocol.runner import CIFAR10_PROBE, SVHN_1000, make_validator, validation_description
 from dcgan_ref.extractor import DCGANExtractor
 from dcgan_ref.models import ARCHITECTURES
 from dcgan_ref.runtime import checkpoint
@@ -154,7 +154,7 @@ def _train(args: argparse.Namespace, files: RunFiles) -> None:
     state = {"name": files.root.name, "pid": os.getpid(), "started": started, "state": "running",
              "protocol": args.protocol, "seed": args.seed, "gan_data": data.gan_description, "arch": args.arch,
              "precision": precision, "cpu": cpu_name(), "budget_images": steps * b, "n_gan_images": len(images),
-             "eval_every_images": every * b,
+             "eval_every_images": every * b, "scored_by": validation_description(run, data),
              "command": "python -m benchmarks.gan_run " + " ".join(args.argv),
              "tracking_uri": os.environ["MLFLOW_TRACKING_URI"]}  # where its losses are (publish reads them)
     last_rate = [0.0]

@@ -2,6 +2,8 @@
 a missing checkpoint, one trainer per folder, and the status command."""
 from __future__ import annotations
 
+import json
+
 import pandas as pd
 import pytest
 import torch
@@ -56,6 +58,7 @@ def test_scores_snapshots_and_the_chosen_d_with_what_a_row_needs(tiny_folder, tm
     losses = pd.read_csv(record / "losses.csv")
     assert losses["step"].tolist() == [1, 2, 3, 4] and losses["images_seen"].tolist() == [32, 64, 96, 128]
     assert (record / "samples.png").exists() and str(tmp_path) not in (record / "run.json").read_text()
+    assert "cifar10_probe validation split" in json.loads((record / "run.json").read_text())["scored_by"]
     monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path / 'another-machine.db'}")  # a clone's store
     text = report.write_report(results).read_text()
     assert "### Run `run`: svhn32 GAN on" in text and f"Chosen length: {best['images_seen']:,} images" in text
@@ -127,6 +130,10 @@ def test_a_d_for_the_1000_label_protocol_never_sees_its_validation_split(tiny_fo
     assert status["gan_data"].endswith("train minus validation") and status["protocol"] == "svhn_1000"
     trained = checkpoint.load(tmp_path / "svhn" / "chosen.pt")["trained"]
     assert trained["scored_on"] == {"protocol": "svhn_1000", "seed": 0}
+    # its published curve says whose split and which label budget scored it (not the CIFAR-10 probe's)
+    gan_run.main(["publish", "--run-dir", str(tmp_path / "svhn"), "--results-dir", str(tmp_path / "results")])
+    scored_by = json.loads((tmp_path / "results" / "gan_runs" / "svhn" / "run.json").read_text())["scored_by"]
+    assert "svhn_1000 validation split (100 images)" in scored_by and "400" not in scored_by
 
 
 def test_the_1000_label_protocol_refuses_a_d_that_saw_its_validation_split(tiny_folder, tmp_path):

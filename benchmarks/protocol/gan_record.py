@@ -31,8 +31,13 @@ CURVE_FIELDS = ("images_seen", "step", "val_score", "train_img_per_s", "precisio
 LOSS_FIELDS = ("step", "images_seen", "loss_D", "loss_G")
 RUN_FIELDS = ("name", "state", "gan_data", "arch", "precision", "cpu", "budget_images", "n_gan_images",
               "eval_every_images", "step", "images_seen", "command")
-GAN_RUN_SCORE = ("D's features on the CIFAR-10 probe's validation split, one 400-per-class label draw, L2-SVM "
-                 "(never the test split)")
+# What a gan_run folder's scores were, for folders whose status predates recording it (``scored_by``).
+SCORED_BY_PROTOCOL = {
+    "cifar10_probe": "D's features on the CIFAR-10 probe's validation split (5,000 images), one 400-per-class label "
+                     "draw, L2-SVM (never the test split)",
+    "svhn_1000": "D's features on the 1,000-label protocol's validation split (10,000 images), one 1,000-label draw, "
+                 "L2-SVM (never the test split)"}
+GAN_RUN_SCORE = SCORED_BY_PROTOCOL["cifar10_probe"]
 
 
 def metric_losses(client: Any, run_ids: list[str], batch_size: int) -> list[dict[str, Any]]:
@@ -99,7 +104,8 @@ def publish(files: Any, results_dir: Path) -> Path:
     grid = files.root / f"samples_{best['step']:07d}.png"
     record = {k: status.get(k) for k in RUN_FIELDS} | {
         "chosen_images_seen": best["images_seen"], "chosen_val_score": best["val_score"],
-        "samples": grid.name if grid.exists() else None, "scored_by": GAN_RUN_SCORE}
+        "samples": grid.name if grid.exists() else None,
+        "scored_by": status.get("scored_by") or SCORED_BY_PROTOCOL[status.get("protocol") or "cifar10_probe"]}
     return write_record(results_dir / "gan_runs" / files.root.name, curve,
                         loss_history(files.root, status.get("tracking_uri"), batch_size), grid, record)
 

@@ -271,11 +271,16 @@ def evaluate_extractor(run: RunContext, data: ProtocolData, name: str, kinds: li
         return [row for kind in kinds for row in record(run, data, feats, kind, scored[kind], mlflow_run, wall, log)]
 
 
+def validation_description(run: RunContext, data: ProtocolData) -> str:
+    """What ``make_validator`` scores: the words a published curve carries beside its numbers."""
+    return (f"D's features on {data.train.description}'s {run.spec.name} validation split ({len(data.val_idx):,} "
+            f"images), one {run.per_class * len(data.train.classes):,}-label draw, L2-SVM (never the test split)")
+
+
 def _training_record(run: RunContext, data: ProtocolData, extractor: FeatureExtractor, run_id: str) -> tuple:
-    scored_by = (f"D's features on {data.train.description}'s validation split ({len(data.val_idx):,} images), one "
-                 f"{run.per_class * len(data.train.classes):,}-label draw, L2-SVM (never the test split)")
     return training_record(extractor.training, name=f"{run.spec.name}-{extractor.training['arch']}-{run_id[:8]}",
-                           gan_data=data.gan_description, scored_by=scored_by, provenance=provenance(run.device),
+                           gan_data=data.gan_description, scored_by=validation_description(run, data),
+                           provenance=provenance(run.device),
                            mlflow_run_id=run_id, command=f"nox -s {run.spec.name} -- --preset {run.preset.name}")
 
 
