@@ -70,7 +70,7 @@ def test_a_protocol_training_record_holds_its_scores_losses_and_chosen_samples(t
         training = {"arch": "svhn32", "batch_size": 16, "steps": 8, "n_images": 64, "bf16": False, "img_per_s": 50.0,
                     "scores": {4: 42.0, 8: 40.0}, "chosen_step": 4, "out_dir": out}
         name, curve, losses, samples, meta = training_record(
-            training, name="cifar10_probe-svhn32-x", gan_data="CIFAR-10 train", scored_by="s",
+            training, name="cifar10_probe-svhn32-x", protocol="cifar10_probe", gan_data="CIFAR-10 train", scored_by="s",
             provenance={"commit": "0123456789abc", "device": "cpu: Some CPU"}, mlflow_run_id=run.info.run_id,
             command="nox -s cifar10_probe -- --preset paper")
     folder = write_record(tmp_path / "results" / "gan_runs" / name, curve, losses, samples, meta)
@@ -159,3 +159,43 @@ def test_a_gap_step_joins_only_rows_that_chose_c_the_same_way(tmp_path):
                   tmp_path)
     step = next(line for line in "".join(gap_section(tmp_path)).splitlines() if "training data Tiny" in line)
     assert "+1.00" in [c.strip() for c in step.split("|")]
+
+
+def test_learning_curves_share_a_chart_per_scoring_protocol_and_give_the_architecture_step_at_equal_images(
+        tmp_path):
+    from benchmarks.report.curves import learning_curves_section
+    from benchmarks.report.gap import gap_section
+
+    results, charts = tmp_path / "results", tmp_path / "results" / "report"
+    charts.mkdir(parents=True)
+
+    def record(name, arch, gan_data, scores, chosen, protocol="cifar10_probe"):
+        curve = [{"images_seen": n, "step": n // 128, "val_score": v, "train_img_per_s": 1.0, "precision": "fp32",
+                  "commit": "abc", "date": "2026-12-07"} for n, v in scores.items()]
+        run = {"name": name, "protocol": protocol, "gan_data": gan_data, "arch": arch,
+               "chosen_images_seen": chosen, "chosen_val_score": scores[chosen]}
+        write_record(results / "gan_runs" / name, curve, [], None, run)
+
+    record("big", "imagenet32", "CIFAR-10 (JPEG copy) train", {1000: 50.0, 2000: 56.0, 3000: 55.0}, 2000)
+    record("small", "svhn32", "CIFAR-10 (JPEG copy) train", {1000: 49.0, 2000: 52.5, 3000: 54.0, 4000: 54.5}, 4000)
+    record("held-out", "imagenet32", "CIFAR-10 (JPEG copy) train minus validation", {1000: 45.0}, 1000, "svhn_1000")
+    text = "".join(learning_curves_section(results, charts))
+    cifar, svhn = text.split("1,000-label protocol's validation split")
+    assert "| big" in cifar and "| small" in cifar and "held-out" not in cifar and "held-out" in svhn
+    assert "| 4,000 " in cifar and "54.50" in cifar  # a length only one run scored keeps its own row
+    assert all((charts / f"learning_curves_{p}.png").read_bytes()[:4] == b"\x89PNG" for p in ("cifar10_probe",
+                                                                                              "svhn_1000"))
+    # the architecture step at equal images seen: at the imagenet32 run's chosen length, and at each shared one
+    lines = "".join(gap_section(results)).splitlines()
+    assert not any("equal images seen" in line for line in lines)  # no imagenet32-on-ImageNet row: no chain yet
+    from benchmarks.protocol.results import write_results
+    from benchmarks.protocol.row import ResultRow
+
+    write_results("cifar10_probe", [ResultRow(
+        protocol="cifar10_probe", dataset="CIFAR-10 (JPEG copy)", extractor="dcgan (imagenet32, run tiny, 1 images)",
+        classifier="L2-SVM", gan_data="Tiny-ImageNet-200 train", preset="paper", metric="test_accuracy", value=70.0,
+        commit="abc1234", date="2026-12-07")], results)
+    step = next(line for line in "".join(gap_section(results)).splitlines() if "equal images seen" in line)
+    cells = [c.strip() for c in step.split("|")]
+    assert "(2,000; validation split, one draw)" in step and "-3.50" in cells
+    assert "1,000: -1.00, 2,000: -3.50, 3,000: -1.00" in step and "4,000" not in step

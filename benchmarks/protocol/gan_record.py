@@ -29,7 +29,7 @@ from dcgan_ref.runtime.errors import UserError
 
 CURVE_FIELDS = ("images_seen", "step", "val_score", "train_img_per_s", "precision", "commit", "date")
 LOSS_FIELDS = ("step", "images_seen", "loss_D", "loss_G")
-RUN_FIELDS = ("name", "state", "gan_data", "arch", "precision", "cpu", "budget_images", "n_gan_images",
+RUN_FIELDS = ("name", "state", "protocol", "gan_data", "arch", "precision", "cpu", "budget_images", "n_gan_images",
               "eval_every_images", "step", "images_seen", "command")
 # What a gan_run folder's scores were, for folders whose status predates recording it (``scored_by``).
 SCORED_BY_PROTOCOL = {
@@ -116,9 +116,9 @@ def _nearest_samples(folder: Path, step: int) -> Path | None:
     return grids[min(grids, key=lambda s: abs(s - step))] if grids else None
 
 
-def training_record(training: dict[str, Any], *, name: str, gan_data: str, scored_by: str, provenance: dict[str, Any],
-                    mlflow_run_id: str, command: str) -> tuple[str, list[dict[str, Any]], list[dict[str, Any]],
-                                                               Path | None, dict[str, Any]]:
+def training_record(training: dict[str, Any], *, name: str, protocol: str, gan_data: str, scored_by: str,
+                    provenance: dict[str, Any], mlflow_run_id: str, command: str) -> tuple[str, list, list, Path | None,
+                                                                                           dict[str, Any]]:
     """A protocol's in-process GAN training (a DCGANExtractor's ``training``) as
     (name, curve, losses, samples, run) for :func:`write_record`, its losses read from the
     protocol's MLflow run while that run is open."""
@@ -132,7 +132,8 @@ def training_record(training: dict[str, Any], *, name: str, gan_data: str, score
               "precision": precision, "commit": provenance["commit"][:10], "date": date} for s, v in scores.items()]
     chosen = training["chosen_step"] if training["chosen_step"] is not None else training["steps"]
     losses = metric_losses(mlflow.MlflowClient(), [mlflow_run_id], b)
-    run = {"name": name, "state": "done (the protocol's training, length chosen on validation)", "gan_data": gan_data,
+    run = {"name": name, "state": "done (the protocol's training, length chosen on validation)", "protocol": protocol,
+           "gan_data": gan_data,
            "arch": training["arch"], "precision": precision, "cpu": provenance["device"],
            "budget_images": training["steps"] * b, "n_gan_images": training["n_images"], "eval_every_images": None,
            "step": training["steps"], "images_seen": training["steps"] * b, "command": command,

@@ -279,7 +279,8 @@ def validation_description(run: RunContext, data: ProtocolData) -> str:
 
 def _training_record(run: RunContext, data: ProtocolData, extractor: FeatureExtractor, run_id: str) -> tuple:
     return training_record(extractor.training, name=f"{run.spec.name}-{extractor.training['arch']}-{run_id[:8]}",
-                           gan_data=data.gan_description, scored_by=validation_description(run, data),
+                           protocol=run.spec.name, gan_data=data.gan_description,
+                           scored_by=validation_description(run, data),
                            provenance=provenance(run.device),
                            mlflow_run_id=run_id, command=f"nox -s {run.spec.name} -- --preset {run.preset.name}")
 

@@ -6,7 +6,6 @@ what no run here can measure (Imagenet-1k itself) is named as unexplained, not g
 """
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 
@@ -15,6 +14,7 @@ from tabulate import tabulate
 
 from benchmarks.protocol.paper import paper_rows
 from benchmarks.protocol.results import format_value, metric_label, read_results
+from benchmarks.report.curves import at_equal_images, find_run
 from benchmarks.studies.sensitivity_table import read_sensitivity
 
 METRICS = {"test_accuracy": "all labels", "test_accuracy_400pc": "400 labels/class"}
@@ -29,15 +29,6 @@ def _latest(df: pd.DataFrame, label_starts: str, preset: str = "paper", gan_data
         rows = rows[rows["gan_data"].astype(str).str.contains(gan_data, regex=False)]
     rows = rows.sort_values("date", kind="stable")
     return {m: rows[rows["metric"] == m].iloc[-1].to_dict() for m in METRICS if (rows["metric"] == m).any()}
-
-
-def _curve(results_dir: Path, gan_data: str) -> tuple[str, pd.DataFrame] | None:
-    """The published run whose GAN data holds ``gan_data``: its name and validation curve."""
-    for folder in sorted((results_dir / "gan_runs").glob("*")):
-        run = folder / "run.json"
-        if run.exists() and gan_data in str(json.loads(run.read_text()).get("gan_data")):
-            return folder.name, pd.read_csv(folder / "curve.csv")
-    return None
 
 
 def _encoding_effect(results_dir: Path) -> list[dict[str, Any]]:
@@ -63,6 +54,33 @@ def _values(rows: dict) -> dict[str, str]:
 
 def _changes(changes: dict[str, float]) -> dict[str, str]:
     return {METRICS[m]: f"{changes[m]:+.2f}" if m in changes else "" for m in METRICS}
+
+
+def _architecture_steps(results_dir: Path, svhn32: dict, in_domain: dict) -> list[dict[str, str]]:
+    """imagenet32 -> svhn32 on CIFAR-10 train, twice: the test rows at each D's own chosen length,
+    and the two validation curves at equal images seen (the architecture alone, length held fixed)."""
+    lines = []
+    if svhn32:
+        lines.append({"line": "step: architecture imagenet32 -> svhn32 (both on CIFAR-10), each at its chosen length",
+                      **_changes(_step(svhn32, in_domain) if in_domain else {}),
+                      "measured by": "the svhn32 row minus row (b)" if in_domain else
+                      "not measured yet: needs row (b)"})
+    a = find_run(results_dir, arch="imagenet32", gan_data="CIFAR-10")
+    b = find_run(results_dir, arch="svhn32", gan_data="CIFAR-10")
+    both = at_equal_images(a, b) if a and b else None
+    if both is None or not len(both):
+        return lines + [{"line": "step: architecture imagenet32 -> svhn32 at equal images seen", **_changes({}),
+                         "measured by": "not measured yet: needs the published validation curves of both "
+                                        "(`gan_run start --arch svhn32 --gan-data train ...`)"}]
+    at = both[both["images_seen"] == a.run.get("chosen_images_seen")]
+    at = at if len(at) else both.tail(1)
+    n = int(at["images_seen"].iloc[0])
+    points = ", ".join(f"{int(r.images_seen):,}: {r.diff:+.2f}" for r in both.itertuples())
+    lines.append({"line": f"step: architecture imagenet32 -> svhn32 at equal images seen ({n:,}; validation "
+                          "split, one draw)", **_changes({"test_accuracy_400pc": float(at["diff"].iloc[0])}),
+                  "measured by": f"run `{b.name}` minus run `{a.name}` on the same validation draw; at each "
+                                 f"length both scored: {points}"})
+    return lines
 
 
 def gap_section(results_dir: Path) -> list[str]:
@@ -110,18 +128,16 @@ def gap_section(results_dir: Path) -> list[str]:
         lines.append({"line": "step: training data Tiny-ImageNet-200 -> CIFAR-10 train (same D)", **_changes({}),
                       "measured by": "not measured yet: row (b), `gan_run start --name cifar10-imagenet32 "
                                      "--gan-data train`, then the probe"})
+    lines += _architecture_steps(results_dir, svhn32, in_domain)
     if svhn32:
-        lines.append({"line": "step: architecture imagenet32 -> svhn32 (both on CIFAR-10)", **_changes(
-            _step(svhn32, in_domain) if in_domain else {}),
-            "measured by": "the svhn32 row minus row (b)" if in_domain else "not measured yet: needs row (b)"})
         lines.append({"line": f"ours: {next(iter(svhn32.values()))['extractor']} trained on CIFAR-10",
                       **_values(svhn32), "measured by": "results/cifar10_probe.csv"})
     parts = [intro, tabulate(lines, headers="keys", tablefmt="github", disable_numparse=True) + "\n",
              "A 400 labels/class step is shown only between rows that chose C the same way (each row's metric "
              "in Table 1 says how); a blank cell is a step between rows that did not.\n"]
-    curve = _curve(results_dir, "ImageNet")
-    if curve is not None and len(curve[1]) >= 2:
-        name, c = curve
+    curve = find_run(results_dir, arch="imagenet32", gan_data="ImageNet")
+    if curve is not None and len(curve.curve) >= 2:
+        name, c = curve.name, curve.curve
         last, before = c.iloc[-1], c.iloc[-2]
         parts.append(f"Training length: run `{name}`'s validation score (one 400-per-class draw on the validation "
                      f"split) moved {float(last['val_score'] - before['val_score']):+.2f} points over its last "

@@ -23,6 +23,7 @@ from benchmarks.protocol.paper import compare
 from benchmarks.protocol.results import METRIC_NAMES, RESULTS_DIR, format_value, metric_label, read_results
 from benchmarks.protocol.results_io import write_atomic
 from benchmarks.protocol.spec import CIFAR10_PROBE, SVHN_1000
+from benchmarks.report.curves import learning_curves_section, published_runs
 from benchmarks.report.gap import gap_section
 from benchmarks.studies.sensitivity_table import read_sensitivity, top_knobs
 from dcgan_ref.runtime.errors import run_cli
@@ -155,9 +156,8 @@ def gan_run_sections(results_dir: Path, charts: Path) -> list[str]:
     """Each GAN run recorded under ``results/gan_runs/<name>/`` (``gan_run publish``, or a protocol
     that trained its D): its validation curve, losses and samples, from those committed files alone."""
     parts = []
-    for folder in sorted(p for p in (results_dir / "gan_runs").glob("*") if (p / "curve.csv").is_file()):
-        run = json.loads((folder / "run.json").read_text()) if (folder / "run.json").exists() else {}
-        curve = pd.read_csv(folder / "curve.csv")
+    for published in published_runs(results_dir):
+        folder, run, curve = results_dir / "gan_runs" / published.name, published.run, published.curve
         losses = pd.read_csv(folder / "losses.csv") if (folder / "losses.csv").exists() else pd.DataFrame()
         parts.append(f"### Run `{folder.name}`: {run.get('arch', '?')} GAN on {run.get('gan_data', '?')}\n")
         seen = int(run.get("images_seen") or (curve["images_seen"].max() if len(curve) else 0))
@@ -331,6 +331,7 @@ def write_report(results_dir: str | Path | None = None, commands: list[str] | No
         chart = bar_chart(rows, title, charts / f"{protocol}.png")
         parts.append(f"![{title}](report/{chart.name})\n")
     parts.append("## The GAN\n")
+    parts += ["### Learning curves\n", *learning_curves_section(results_dir, charts)]
     parts += gan_run_sections(results_dir, charts)
     parts += unpublished_gan_rows(all_rows, results_dir)
     parts += ["## The gap to the paper's DCGAN row, decomposed\n", *gap_section(results_dir)]
