@@ -102,10 +102,11 @@ def publish(files: Any, results_dir: Path) -> Path:
     status = files.read_status()
     best = max(curve, key=lambda r: r["val_score"])
     grid = files.root / f"samples_{best['step']:07d}.png"
-    record = {k: status.get(k) for k in RUN_FIELDS} | {
+    protocol = status.get("protocol") or "cifar10_probe"  # a folder from before --protocol: the probe scored it
+    record = {k: status.get(k) for k in RUN_FIELDS} | {"protocol": protocol,
         "chosen_images_seen": best["images_seen"], "chosen_val_score": best["val_score"],
         "samples": grid.name if grid.exists() else None,
-        "scored_by": status.get("scored_by") or SCORED_BY_PROTOCOL[status.get("protocol") or "cifar10_probe"]}
+        "scored_by": status.get("scored_by") or SCORED_BY_PROTOCOL[protocol]}
     return write_record(results_dir / "gan_runs" / files.root.name, curve,
                         loss_history(files.root, status.get("tracking_uri"), batch_size), grid, record)
 
