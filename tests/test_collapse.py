@@ -126,6 +126,10 @@ def test_a_flag_prints_a_warning_and_reaches_mlflow_and_the_figure(tiny_folder, 
     checks = [r for r in records if "diversity" in r]
     assert [(r["step"], r["epoch"], r["flag"]) for r in checks] == [(4, 1.0, True), (8, 2.0, True), (10, 2.5, True)]
     assert [r["step"] for r in records if "loss_D" in r] == [2, 4, 6, 8, 10]
+    source = collapse_figure.describe(run_id)  # what the figure's JSON says of the run: rerunnable, no store path
+    tags = client.get_run(run_id).data.tags
+    assert source == f"MLflow run {run_id[:8]}: `{tags['command']}` at commit {tags['commit'][:7]} on {tags['device']}"
+    assert "sqlite" not in source and "mlflow.db" not in source
 
     monkeypatch.setattr(collapse, "MIN_DIVERSITY", threshold)
     healthy = [{"step": s, "epoch": s / 4, "diversity": 0.9, "near_identical": 0.0, "flag": False,
@@ -168,3 +172,18 @@ def test_identical_real_images_make_the_check_undefined_not_a_crash(tmp_path):
     result = train(TrainConfig(arch="svhn32", steps=1, batch_size=8), torch.full((8, 3, 32, 32), 7, dtype=torch.uint8),
                    tmp_path, device=torch.device("cpu"), log=lambda s: None)
     assert len(result.collapse) == 1 and math.isnan(result.collapse[0]["diversity"])
+
+
+def test_a_run_records_its_command_as_typed_not_its_file_path(monkeypatch):
+    import sys
+    import types
+
+    from dcgan_ref.runtime.tracking import command_line
+
+    main_module = types.ModuleType("__main__")
+    main_module.__spec__ = types.SimpleNamespace(name="dcgan_ref.train")
+    monkeypatch.setitem(sys.modules, "__main__", main_module)
+    monkeypatch.setattr(sys, "argv", ["/abs/site/dcgan_ref/train.py", "--data", "a b.tar.xz", "--lr", "0.1"])
+    assert command_line() == "python -m dcgan_ref.train --data 'a b.tar.xz' --lr 0.1"
+    main_module.__spec__ = types.SimpleNamespace(name="benchmarks.report.__main__")
+    assert command_line().startswith("python -m benchmarks.report --data")

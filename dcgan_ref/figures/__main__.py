@@ -142,7 +142,7 @@ def main(argv: list[str] | None = None) -> None:
                 where, numbers = out, DATA_FIGURES[name](real, held_out, out, args)
             else:
                 where, numbers = out, collapse.make({k: collapse.from_mlflow(v) for k, v in collapse_runs.items()},
-                                                    out, {k: f"MLflow run {v}" for k, v in collapse_runs.items()})
+                                                    out, {k: collapse.describe(v) for k, v in collapse_runs.items()})
             mlflow.log_metrics(_flat_numbers(name, numbers, {}))
             written = sorted(where.glob(f"{name}*"))
             for f in written:

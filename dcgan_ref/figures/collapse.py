@@ -46,6 +46,16 @@ def from_mlflow(run_id: str, tracking_uri: str | None = None) -> list[dict]:
     return records
 
 
+def describe(run_id: str, tracking_uri: str | None = None) -> str:
+    """Where a run's records came from, in words a reader can rerun: its command, commit and device
+    (tags every ``tracked_run`` sets), never the store's path on the machine that trained it."""
+    import mlflow
+
+    tags = mlflow.MlflowClient(tracking_uri).get_run(run_id).data.tags
+    return (f"MLflow run {run_id[:8]}: `{tags.get('command', 'command not recorded')}` at commit "
+            f"{tags.get('commit', '?')[:7]} on {tags.get('device', '?')}")
+
+
 def _finite(value):
     return None if isinstance(value, float) and not math.isfinite(value) else value
 

@@ -9,8 +9,10 @@ import contextlib
 import fcntl
 import json
 import logging
+import shlex
 import socket
 import subprocess
+import sys
 import tempfile
 from pathlib import Path
 from typing import Any, Iterator
@@ -143,6 +145,14 @@ def _flatten(d: dict[str, Any], prefix: str = "") -> dict[str, Any]:
     return out
 
 
+def command_line() -> str:
+    """This process's command as a user would type it: ``python -m <module> <args>`` (the module's
+    name, not the absolute path of its file that ``sys.argv[0]`` holds)."""
+    spec = getattr(sys.modules.get("__main__"), "__spec__", None)
+    head = f"python -m {spec.name.removesuffix('.__main__')}" if spec else f"python {Path(sys.argv[0]).name}"
+    return f"{head} {shlex.join(sys.argv[1:])}".strip()
+
+
 @contextlib.contextmanager
 def tracked_run(experiment: str, run_name: str, config: dict[str, Any], device: torch.device,
                 nested: bool = False) -> Iterator[Any]:
@@ -156,7 +166,7 @@ def tracked_run(experiment: str, run_name: str, config: dict[str, Any], device: 
     if not nested:
         mlflow.set_experiment(experiment)
     with mlflow.start_run(run_name=run_name, nested=nested) as run:
-        mlflow.set_tags(provenance(device))
+        mlflow.set_tags(provenance(device) | {"command": command_line()})
         params = _flatten(config)
         for start in range(0, len(params), 100):  # MLflow caps one batch at 100 params
             mlflow.log_params(dict(list(params.items())[start:start + 100]))
