@@ -155,3 +155,15 @@ def test_the_figures_command_refuses_bad_input_in_one_line(tmp_path, capsys):
             run_cli(main, argv)
         err = capsys.readouterr().err
         assert done.value.code == 2 and message in err and len(err.strip().splitlines()) == 1, err
+
+
+def test_a_figure_label_mlflow_refuses_in_a_metric_name_is_logged_under_a_safe_one():
+    import mlflow
+
+    from dcgan_ref.figures.__main__ import _flat_numbers
+
+    numbers = _flat_numbers("collapse", {"runs": {"forced collapse, lr 0.1": {"checks": 5, "flagged": True}}}, {})
+    assert numbers == {"collapse.runs.forced collapse_ lr 0.1.checks": 5.0}
+    mlflow.set_experiment("figures")
+    with mlflow.start_run():
+        mlflow.log_metrics(numbers)  # the comma as it was: MlflowException, the figures run ended FAILED

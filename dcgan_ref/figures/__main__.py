@@ -4,6 +4,7 @@ de-duplication under ``<out>/``, PNG + JSON each, logged to MLflow (experiment `
 from __future__ import annotations
 
 import argparse
+import re
 import time
 from pathlib import Path
 
@@ -68,10 +69,11 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _flat_numbers(prefix: str, value, out: dict[str, float]) -> dict[str, float]:
-    """The JSON's scalars as MLflow metrics, ``figure.key.subkey``."""
+    """The JSON's scalars as MLflow metrics, ``figure.key.subkey``; characters MLflow refuses in a
+    metric name (a run label's comma) become ``_``."""
     if isinstance(value, dict):
         for k, v in value.items():
-            _flat_numbers(f"{prefix}.{k}", v, out)
+            _flat_numbers(prefix + "." + re.sub(r"[^\w\-. :/]", "_", str(k)), v, out)
     elif isinstance(value, (int, float)) and not isinstance(value, bool):
         out[prefix] = float(value)
     return out
