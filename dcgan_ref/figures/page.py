@@ -149,7 +149,8 @@ def collapse_section(d: dict[str, Any] | None, folder: str = "figures") -> list[
             f"real-pair distance) and the share of near-identical pairs (< {100 * t['near']:.0f}% of that median), "
             f"and warns when more than {100 * t['max_near_identical']:.0f}% of pairs are near-identical or "
             f"diversity falls below {t['min_diversity']}. {runs}. Blind spots: collapse to many modes, or in "
-            "colour only.\n"]
+            "colour only. The runs: " + "; ".join(f"{name}: {r['source']}" for name, r in d["runs"].items()
+                                                   if r.get("source")) + ".\n"]
 
 
 def render(figures_dir: Path = FIGURES_DIR) -> str:
