@@ -199,3 +199,30 @@ def test_learning_curves_share_a_chart_per_scoring_protocol_and_give_the_archite
     cells = [c.strip() for c in step.split("|")]
     assert "(2,000; validation split, one draw)" in step and "-3.50" in cells
     assert "1,000: -1.00, 2,000: -3.50, 3,000: -1.00" in step and "4,000" not in step
+
+
+def test_the_bf16_ab_pairs_each_seed_and_gives_the_mean_difference_beside_its_spread(tmp_path):
+    from benchmarks.protocol.results import write_results
+    from benchmarks.protocol.row import ResultRow
+    from benchmarks.report.precision_ab import precision_ab_section
+
+    assert precision_ab_section(tmp_path) == ["_No bf16 A/B rows yet._\n"]
+
+    def rows(seed, all_labels, per_class):
+        return [ResultRow(protocol="cifar10_probe", dataset="CIFAR-10 (JPEG copy)", extractor="dcgan (imagenet32)",
+                          classifier="L2-SVM", preset="quick", metric=m, value=v, seed=seed, n_train=10000,
+                          n_test=2000, device="cpu: Some CPU", commit="abc1234", date="2026-12-07")
+                for m, v in (("test_accuracy", all_labels), ("test_accuracy_400pc", per_class))]
+
+    ab = tmp_path / "precision_ab" / "3-epochs"
+    write_results("cifar10_probe", rows(0, 60.0, 55.0) + rows(1, 61.0, 54.0), ab / "bf16")
+    write_results("cifar10_probe", rows(0, 61.0, 55.5) + rows(1, 60.0, 54.5) + rows(2, 59.0, 53.0), ab / "fp32")
+    text = "".join(precision_ab_section(tmp_path))
+    table = {tuple(c.strip() for c in line.split("|")[1:3]): [c.strip() for c in line.split("|")]
+             for line in text.splitlines() if line.startswith("| 3-epochs")}
+    assert "-1.00" in table["3-epochs", "0"] and "-0.50" in table["3-epochs", "0"]
+    assert "10,000 / 2,000" in table["3-epochs", "0"]
+    seed2 = table["3-epochs", "2"]
+    assert "59.00" in seed2 and not any(c[:1] in "+-" and c[1:2].isdigit() for c in seed2)  # one arm: no difference
+    assert "3-epochs, all labels: bf16 - fp32 = +0.00 over 2 seeds, per-seed spread 1.41" in text
+    assert "3-epochs, 400 labels/class: bf16 - fp32 = -0.50 over 2 seeds, per-seed spread 0.00" in text

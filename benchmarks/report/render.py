@@ -25,6 +25,7 @@ from benchmarks.protocol.results_io import write_atomic
 from benchmarks.protocol.spec import CIFAR10_PROBE, SVHN_1000
 from benchmarks.report.curves import learning_curves_section, published_runs
 from benchmarks.report.gap import gap_section
+from benchmarks.report.precision_ab import precision_ab_section
 from benchmarks.studies.sensitivity_table import read_sensitivity, top_knobs
 from dcgan_ref.runtime.errors import run_cli
 
@@ -338,6 +339,7 @@ def write_report(results_dir: str | Path | None = None, commands: list[str] | No
     parts += ["## Sensitivity to the unstated choices\n", *_sensitivity(results_dir, charts)]
     parts += ["## Throughput\n", _throughput(results_dir)]
     parts += ["### The training step on a CPU\n", *_cpu_step(results_dir)]
+    parts += ["### bf16 autocast against fp32: the probe's accuracy\n", *precision_ab_section(results_dir)]
     parts += ["## What each row cost\n", _costs(all_rows)]
     parts.append("## How this was obtained\n")
     if commands:
