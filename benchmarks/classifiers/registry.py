@@ -63,71 +63,41 @@ def thin_factor(x: torch.Tensor) -> "ThinFactor | None":
     return ThinFactor(x) if x.shape[1] > THIN_ABOVE * len(x) else None
 
 
-class L2SVMClassifier:
-    name, hyper, preset_grid = "L2-SVM", "C", "C_grid"
-
-    def __init__(self, n_classes: int, backend: str = "torch", log=print, quiet_below_s: float = 5.0) -> None:
-        self.n_classes, self.backend, self.log, self.quiet_below_s = n_classes, backend, log, quiet_below_s
-        self._fits: list[dict[str, Any]] = []
-
-    def sweep(self, x, y, grid, until=None, thin=None):
-        models, prev = {}, None
-        t0 = time.perf_counter()
-        # Fewer rows than features (the label draws: 4,000 x 28,672): the same optimum on the thin
-        # factor, each pass d/n times cheaper; the duality gap is the same too (it depends on X X^T).
-        if self.backend != "torch":
-            thin = None
-        elif thin is None:
-            thin = thin_factor(x)
-        fx = thin.F if thin is not None else x
-        # The preconditioner's subspace depends on x alone: computed once, shared by every C.
-        basis = svm.subspace_basis(fx) if self.backend == "torch" else None
-        setup_s = time.perf_counter() - t0
-        for c in sorted(grid):  # small C first: each solution warm-starts the next (in the thin coordinates)
-            t0 = time.perf_counter()
-            prev = svm.fit_l2svm(fx, y, c, n_classes=self.n_classes, backend=self.backend, init=prev, basis=basis)
-            model = thin.full_model(prev) if thin is not None else prev
-            seconds = time.perf_counter() - t0
-            fit = {"C": c, "n_train": len(x), "fit_dim": fx.shape[1], "setup_s": setup_s, "n_iter": prev.n_iter,
-                   "n_passes": prev.n_passes, "converged": prev.converged, "rel_gap": prev.rel_gap,
-                   "seconds": seconds,
-                   # each pass streams the (thin) feature matrix once: its rate against the memory's read limit
-                   "read_gbps": prev.n_passes * fx.numel() * fx.element_size() / max(seconds, 1e-9) / 1e9}
-            self._fits.append(fit)
-            setup_s = 0.0  # the sweep's one basis: on its first solve's record
-            if seconds >= self.quiet_below_s:  # a long sweep says where it is; a fast one stays quiet
-                self.log(f"    L2-SVM C={c:g} on {len(x):,} x {x.shape[1]:,}"
-                         f"{f' (as {len(x):,} x {fx.shape[1]:,})' if thin is not None else ''}: {prev.n_iter} "
-                         f"iterations, {prev.n_passes} passes, gap {prev.rel_gap:.1e}, {seconds:.1f} s "
-                         f"({fit['read_gbps']:.1f} GB/s of feature reads)")
-            models[c] = model.predict
-            if until is not None and until(c, model.predict):
-                break
-        return models
-
-    def diagnostics(self):
-        return list(self._fits)
-
-
-class _OtherLoss:
-    """The sensitivity table's other losses at the same features (the protocols use the
-    L2-SVM): one sweep loop, each C warm-started from the last, on the thin factor when
-    there are fewer rows than features (:class:`ThinFactor`), each fit a
-    :class:`benchmarks.classifiers.svm.LinearSVM` (its ``predict`` is the predictor)."""
+class _LinearSweep:
+    """The one sweep loop of the linear classifiers: C from small to large, each fit warm-started
+    from the last, on the thin factor when there are fewer rows than features (:class:`ThinFactor`;
+    the label draws: 4,000 x 28,672 gives the same optimum, each pass d/n times cheaper), each fit a
+    :class:`benchmarks.classifiers.svm.LinearSVM` (its ``predict`` is the predictor). A loss
+    supplies ``_fit``, and ``_prepare`` for what every C of one sweep shares."""
     hyper, preset_grid = "C", "C_grid"
+    name = ""
 
     def __init__(self, n_classes: int, log=print, quiet_below_s: float = 5.0) -> None:
         self.n_classes, self.log, self.quiet_below_s = n_classes, log, quiet_below_s
         self._fits: list[dict[str, Any]] = []
 
-    def _fit(self, x, y, c: float, prev: svm.LinearSVM | None) -> svm.LinearSVM:
+    def _thin_ok(self) -> bool:
+        return True
+
+    def _prepare(self, fx: torch.Tensor) -> None:
+        pass
+
+    def _fit(self, fx, y, c: float, prev: svm.LinearSVM | None) -> svm.LinearSVM:
         raise NotImplementedError
+
+    def _record(self, fit: svm.LinearSVM, fx: torch.Tensor, seconds: float) -> dict[str, Any]:
+        """Fields of one fit's diagnostics beyond the common ones, and its progress words."""
+        return {}
+
+    def _words(self, fit: svm.LinearSVM, record: dict[str, Any]) -> str:
+        return f"{fit.n_iter} iterations, {record['seconds']:.1f} s"
 
     def sweep(self, x, y, grid, until=None, thin=None):
         models, prev = {}, None
         t0 = time.perf_counter()
-        thin = thin if thin is not None else thin_factor(x)
+        thin = None if not self._thin_ok() else thin if thin is not None else thin_factor(x)
         fx = thin.F if thin is not None else x
+        self._prepare(fx)
         setup_s = time.perf_counter() - t0
         if thin is not None and setup_s >= self.quiet_below_s:
             self.log(f"    {self.name}: thin factor (QR of {len(x):,} x {x.shape[1]:,}) in {setup_s:.1f} s")
@@ -136,14 +106,15 @@ class _OtherLoss:
             prev = self._fit(fx, y, c, prev)  # in the thin coordinates when there are any: warm starts stay there
             model = thin.full_model(prev) if thin is not None else prev
             seconds = time.perf_counter() - t0
-            self._fits.append({"C": c, "n_train": len(x), "fit_dim": fx.shape[1], "setup_s": setup_s,
-                               "n_iter": prev.n_iter, "converged": prev.converged, "rel_gap": float("nan"),
-                               "seconds": seconds})
-            setup_s = 0.0
-            if seconds >= self.quiet_below_s:  # a slow sweep says where it is
+            record = {"C": c, "n_train": len(x), "fit_dim": fx.shape[1], "setup_s": setup_s, "n_iter": prev.n_iter,
+                      "converged": prev.converged, "rel_gap": float("nan"), "seconds": seconds}
+            record |= self._record(prev, fx, seconds)
+            self._fits.append(record)
+            setup_s = 0.0  # the sweep's one set-up: on its first fit's record
+            if seconds >= self.quiet_below_s:  # a long sweep says where it is; a fast one stays quiet
                 self.log(f"    {self.name} C={c:g} on {len(x):,} x {x.shape[1]:,}"
                          f"{f' (as {len(x):,} x {fx.shape[1]:,})' if thin is not None else ''}: "
-                         f"{prev.n_iter} iterations, {seconds:.1f} s")
+                         f"{self._words(prev, record)}")
             models[c] = model.predict
             if until is not None and until(c, model.predict):
                 break
@@ -153,7 +124,35 @@ class _OtherLoss:
         return list(self._fits)
 
 
-class HingeSVMClassifier(_OtherLoss):
+class L2SVMClassifier(_LinearSweep):
+    name = "L2-SVM"
+
+    def __init__(self, n_classes: int, backend: str = "torch", log=print, quiet_below_s: float = 5.0) -> None:
+        super().__init__(n_classes, log, quiet_below_s)
+        self.backend = backend
+        self._basis = None
+
+    def _thin_ok(self) -> bool:
+        return self.backend == "torch"  # the CPU reference solver takes the features as they are
+
+    def _prepare(self, fx):
+        # The preconditioner's subspace depends on x alone: computed once, shared by every C.
+        self._basis = svm.subspace_basis(fx) if self.backend == "torch" else None
+
+    def _fit(self, fx, y, c, prev):
+        return svm.fit_l2svm(fx, y, c, n_classes=self.n_classes, backend=self.backend, init=prev, basis=self._basis)
+
+    def _record(self, fit, fx, seconds):
+        # each pass streams the (thin) feature matrix once: its rate against the memory's read limit
+        return {"n_passes": fit.n_passes, "rel_gap": fit.rel_gap,
+                "read_gbps": fit.n_passes * fx.numel() * fx.element_size() / max(seconds, 1e-9) / 1e9}
+
+    def _words(self, fit, record):
+        return (f"{fit.n_iter} iterations, {fit.n_passes} passes, gap {fit.rel_gap:.1e}, {record['seconds']:.1f} s "
+                f"({record['read_gbps']:.1f} GB/s of feature reads)")
+
+
+class HingeSVMClassifier(_LinearSweep):
     """One-vs-rest linear SVM with the plain hinge (``benchmarks.classifiers.hinge``)."""
     name = "hinge SVM"
 
@@ -163,7 +162,7 @@ class HingeSVMClassifier(_OtherLoss):
         return svm.LinearSVM(W[:, :-1].float().contiguous(), W[:, -1].float().contiguous(), c, n_iter=n_iter)
 
 
-class LogisticClassifier(_OtherLoss):
+class LogisticClassifier(_LinearSweep):
     """Multinomial logistic regression (scikit-learn's L-BFGS on CPU; the same per-sample C
     convention as the SVMs)."""
     name = "logistic regression"
