@@ -2,8 +2,8 @@
 and 2 that the data at hand allows, within a time budget, then ``results/REPORT.md``.
 
 It plans first and says so: the rows in order of value, each with a time estimate for this
-device (from an earlier row of the same kind in the results, else a rough per-image cost,
-plus a GAN's training at this CPU class's measured ``cpu_step`` rate or its FLOPs at the
+device (from an earlier row of the same extractor in the results: one of the same preset, else
+another preset's scaled by its training images; else a rough per-image cost, plus a GAN's training at this CPU class's measured ``cpu_step`` rate or its FLOPs at the
 device's measured GEMM rate),
 and which rows it must skip to fit ``--budget-min``.  Each row is one protocol run, which
 writes its own rows when it finishes, so a later failure loses nothing; a row already in the
@@ -38,7 +38,7 @@ from dcgan_ref.models import ARCHITECTURES
 from dcgan_ref.runtime.errors import Terminated, run_cli
 from dcgan_ref.runtime.hardware import native_bf16, pick_device
 from dcgan_ref.runtime.limits import device_limits
-from dcgan_ref.runtime.tracking import check_tracking_store, git_state
+from dcgan_ref.runtime.tracking import check_tracking_store, device_name, git_state
 
 REPO = Path(__file__).resolve().parents[1]
 DEFAULT_NEWMU = REPO.parent / "shared" / "data" / "newmu_svhn_dcgan"
@@ -57,7 +57,7 @@ class Job:
         return f"{self.spec.name}: {what} + {self.classifier}"
 
 
-# Rough cost per 1,000 training images when no earlier row of the kind exists: seconds on
+# Rough cost per 1,000 training images when no earlier row of the extractor exists: seconds on
 # a 2-core CPU (measured at the paper preset where a row exists; the others scaled from
 # those), and a guessed GPU speed-up.  Only for planning; the rows record real wall time.
 CPU_S_PER_1K = {"pixels": 5, "random-d": 40, "dcgan": 40, "newmu": 15, "kmeans-1600": 70, "kmeans-4000": 180,
@@ -107,15 +107,37 @@ def _label(job: Job, args: argparse.Namespace, device: torch.device) -> str:
     return registry.build(job.extractor, ctx).label
 
 
+def _row_estimate(job: Job, label: str, existing: pd.DataFrame, device: torch.device, n_train: int,
+                  preset: str) -> tuple[float, str] | None:
+    """Seconds from an earlier row of this extractor on this kind of device: one of the same preset
+    as it took, else another preset's scaled by its training images (linear: the features, the
+    SVM's passes and a GAN's epochs all scale with them); a row from this very CPU model first."""
+    if not len(existing):
+        return None
+    rows = existing[(existing["source"] == "ours") & (existing["protocol"] == job.spec.name)
+                    & (existing["extractor"] == label) & existing["wall_s"].notna()
+                    & existing["device"].astype(str).str.startswith("NVIDIA" if device.type == "cuda" else "cpu")]
+    rows = rows.assign(here=rows["device"].astype(str) == device_name(device)).sort_values("here", kind="stable")
+    where = " on this CPU" if device.type == "cpu" else ""
+    same = rows[rows["preset"] == preset]
+    if len(same):
+        r = same.iloc[-1]
+        return float(r["wall_s"]), "an earlier row of the same kind" + (where if r["here"] else "")
+    scaled = rows[rows["n_train"].notna() & (rows["n_train"] > 0)]
+    if len(scaled):
+        r = scaled.iloc[-1]
+        return (float(r["wall_s"]) * n_train / float(r["n_train"]),
+                f"an earlier {r['preset']} row{where if r['here'] else ''} ({int(r['n_train']):,} training images), "
+                f"scaled to {n_train:,}")
+    return None
+
+
 def _estimate(job: Job, label: str, existing: pd.DataFrame, device: torch.device, n_train: int, preset: str,
               arch: str | None = None) -> tuple[float, str]:
     kind = "cuda" if device.type == "cuda" else "cpu"
-    if len(existing):
-        same = existing[(existing["protocol"] == job.spec.name) & (existing["extractor"] == label)
-                        & (existing["preset"] == preset) & existing["device"].astype(str).str.startswith(
-                            "cpu" if kind == "cpu" else "NVIDIA")]
-        if len(same) and same["wall_s"].notna().any():
-            return float(same["wall_s"].dropna().iloc[-1]), "an earlier row of the same kind"
+    recorded = _row_estimate(job, label, existing, device, n_train, preset)
+    if recorded is not None:
+        return recorded
     key = "newmu" if job.discriminator else job.extractor
     seconds = CPU_S_PER_1K.get(key, 60) * n_train / 1000 / (GPU_SPEEDUP if kind == "cuda" else 1)
     source = "a rough per-image cost"

@@ -124,3 +124,29 @@ def test_the_training_estimate_comes_from_this_cpus_rows_else_the_flop_count(tmp
     monkeypatch.setattr(reproduce, "device_limits", lambda d: {"limit_gemm_fp32_tflops": 0.5})
     rate, how = reproduce.train_rate("svhn32", cpu, bf16=False, cpu_step_dir=tmp_path)  # no svhn32 row there
     assert rate == 0.5e12 / dcgan_flops("svhn32").train_step and "FLOPs" in how
+
+
+def test_a_row_estimate_comes_from_an_earlier_row_of_the_extractor_scaled_by_its_training_images():
+    import torch
+
+    from benchmarks.protocol.results import COLUMNS
+    from dcgan_ref.runtime.tracking import device_name
+
+    cpu = torch.device("cpu")
+    job = reproduce.Job(reproduce.CIFAR10_PROBE, "kmeans-1600")
+
+    def rows(*specs):
+        return pd.DataFrame([{c: None for c in COLUMNS} | {
+            "source": "ours", "protocol": "cifar10_probe", "extractor": "kmeans-1600", "preset": preset,
+            "wall_s": wall, "n_train": n, "device": device} for preset, wall, n, device in specs])
+
+    other_cpu = "cpu: Another CPU (2 cores, AVX2)"
+    quick = rows(("quick", 100.0, 10_000, other_cpu))
+    seconds, how = reproduce._estimate(job, "kmeans-1600", quick, cpu, 50_000, "paper")
+    assert seconds == 500.0 and "quick row (10,000 training images), scaled to 50,000" in how
+    both = rows(("quick", 100.0, 10_000, other_cpu), ("paper", 700.0, 50_000, device_name(cpu)),
+                ("paper", 900.0, 50_000, other_cpu))
+    assert reproduce._estimate(job, "kmeans-1600", both, cpu, 50_000, "paper") == (
+        700.0, "an earlier row of the same kind on this CPU")  # this CPU model's row before a later one elsewhere
+    gpu_only = rows(("paper", 10.0, 50_000, "NVIDIA H100"))
+    assert "rough per-image cost" in reproduce._estimate(job, "kmeans-1600", gpu_only, cpu, 50_000, "paper")[1]
