@@ -3,9 +3,9 @@ and 2 that the data at hand allows, within a time budget, then ``results/REPORT.
 
 It plans first and says so: the rows in order of value, each with a time estimate for this
 device (from an earlier row of the same extractor in the results: one of the same preset, else
-another preset's scaled by its training images; else a rough per-image cost, plus a GAN's training at this CPU class's measured ``cpu_step`` rate or its FLOPs at the
-device's measured GEMM rate),
-and which rows it must skip to fit ``--budget-min``.  Each row is one protocol run, which
+another preset's scaled by its training images; else a rough per-image cost, plus a GAN's
+training at this CPU class's measured ``cpu_step`` rate or its FLOPs at the device's measured
+GEMM rate), and which rows it must skip to fit ``--budget-min``.  Each row is one protocol run, which
 writes its own rows when it finishes, so a later failure loses nothing; a row already in the
 results at this commit, preset and data hash is skipped, so an interrupted run resumes.
 """
