@@ -33,6 +33,7 @@ import os
 import subprocess
 import sys
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -43,12 +44,15 @@ from benchmarks.protocol.context import RunContext, resolve_run
 from benchmarks.protocol.data import ProtocolData, load_data
 from benchmarks.protocol.gan_folder import RunFiles, exclusive, locked, plateaued, runs_root
 from benchmarks.protocol.options import (
+    NONNEGATIVE_INT,
     POSITIVE_FLOAT,
     POSITIVE_INT,
     DataOptions,
     ExtractorOptions,
     OutputOptions,
     RunOptions,
+    add_option,
+    option,
 )
 from benchmarks.protocol.results import RESULTS_DIR
 from benchmarks.protocol.runner import CIFAR10_PROBE, SVHN_1000, make_validator, validation_description
@@ -65,6 +69,36 @@ REPO = Path(__file__).resolve().parents[1]
 # A D for the 1,000-label protocol trains on "train-minus-val" and is scored on that protocol's own
 # 10,000-image split, so the row it makes never saw its validation images.
 SCORING = {s.name: s for s in (CIFAR10_PROBE, SVHN_1000)}
+
+
+@dataclass(frozen=True)
+class StartOptions:
+    """``gan_run start``: one long GAN training, declared once (the command line is made from it)."""
+    name: str = option("default", "run folder name under $DCGAN_REPRO_CACHE/gan-runs/")
+    run_dir: str | None = option(None, "the run folder itself (overrides --name)")
+    gan_data: str = option(None, "what the GAN trains on: a path, or 'train' / 'train-minus-val' (the labelled "
+                                 "data's training images, without the scoring protocol's validation split)",
+                           required=True)
+    data: str = option(None, "CIFAR-10 (the labelled data, for validation scores)", required=True)
+    protocol: str = option("cifar10_probe", "whose validation split and smallest label budget score the D: "
+                                            "cifar10_probe (5,000 images, 400 labels per class) or svhn_1000 "
+                                            "(10,000 images, 1,000 labels)", choices=sorted(SCORING))
+    arch: str = option("imagenet32", "", choices=sorted(ARCHITECTURES))
+    preset: str = option("paper", "the scoring protocol's preset (paper: its own split sizes)")
+    budget_images: int = option(1_250_000, "images seen at most (1,250,000: 25 CIFAR-10 epochs)", type=POSITIVE_INT)
+    eval_every: int = option(125_000, "images between validation scores", type=POSITIVE_INT)
+    plateau_images: int = option(250_000, "stop when two scores this many images apart ...", type=POSITIVE_INT)
+    plateau_points: float = option(0.3, "... differ by less than this many points", type=POSITIVE_FLOAT)
+    bn_images: int = option(10_000, "GAN images whose batchnorm statistics the validation scores use",
+                            type=POSITIVE_INT)
+    batch_size: int = option(128, "", type=POSITIVE_INT)
+    precision: str = option("auto", "auto: bf16 autocast where the CPU runs bf16 natively (AMX, AVX512-BF16), "
+                                    "else fp32", choices=["auto", "bf16", "fp32"])
+    ckpt_minutes: float = option(10.0, "a checkpoint at least this often (minutes of training)", type=POSITIVE_FLOAT)
+    log_every: int = option(20, "steps between progress lines", type=POSITIVE_INT)
+    threads: int | None = option(None, "torch threads (default: every core)", type=POSITIVE_INT)
+    seed: int = option(0, "", type=NONNEGATIVE_INT)
+    detach: bool = option(False, "run in the background, log in <run>/train.log")
 def run_folder(args: argparse.Namespace) -> Path:
     return Path(args.run_dir).expanduser() if args.run_dir else runs_root() / args.name
 
@@ -255,31 +289,8 @@ def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m benchmarks.gan_run", description=__doc__.split("\n\n")[0])
     sub = p.add_subparsers(dest="command", required=True)
     s = sub.add_parser("start", help="train (or resume) a GAN in its run folder")
-    s.add_argument("--name", default="default", help="run folder name under $DCGAN_REPRO_CACHE/gan-runs/")
-    s.add_argument("--run-dir", help="the run folder itself (overrides --name)")
-    s.add_argument("--gan-data", required=True, help="what the GAN trains on: a path, or 'train' / "
-                   "'train-minus-val' (the labelled data's training images, without the scoring protocol's "
-                   "validation split)")
-    s.add_argument("--data", required=True, help="CIFAR-10 (the labelled data, for validation scores)")
-    s.add_argument("--protocol", choices=sorted(SCORING), default="cifar10_probe",
-                   help="whose validation split and smallest label budget score the D: cifar10_probe (5,000 "
-                   "images, 400 labels per class) or svhn_1000 (10,000 images, 1,000 labels)")
-    s.add_argument("--arch", choices=sorted(ARCHITECTURES), default="imagenet32")
-    s.add_argument("--preset", default="paper", help="the scoring protocol's preset (paper: its own split sizes)")
-    s.add_argument("--budget-images", type=POSITIVE_INT, default=1_250_000)
-    s.add_argument("--eval-every", type=POSITIVE_INT, default=125_000, help="images between validation scores")
-    s.add_argument("--plateau-images", type=POSITIVE_INT, default=250_000)
-    s.add_argument("--plateau-points", type=POSITIVE_FLOAT, default=0.3)
-    s.add_argument("--bn-images", type=POSITIVE_INT, default=10_000,
-                   help="GAN images whose batchnorm statistics the validation scores use")
-    s.add_argument("--batch-size", type=POSITIVE_INT, default=128)
-    s.add_argument("--precision", choices=["auto", "bf16", "fp32"], default="auto",
-                   help="auto: bf16 autocast where the CPU runs bf16 natively (AMX, AVX512-BF16), else fp32")
-    s.add_argument("--ckpt-minutes", type=POSITIVE_FLOAT, default=10.0)
-    s.add_argument("--log-every", type=POSITIVE_INT, default=20)
-    s.add_argument("--threads", type=POSITIVE_INT, help="torch threads (default: every core)")
-    s.add_argument("--seed", type=int, default=0)
-    s.add_argument("--detach", action="store_true", help="run in the background, log in <run>/train.log")
+    for f in dataclasses.fields(StartOptions):
+        add_option(s, f)
     t = sub.add_parser("status", help="where each run stands")
     t.add_argument("--name")
     t.add_argument("--run-dir")

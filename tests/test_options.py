@@ -67,3 +67,16 @@ def test_options_in_python_give_the_rows_the_command_line_gives(tiny_folder, tmp
     by_argv = [{k: getattr(r, k) for k in keep} for r in run_protocol(CIFAR10_PROBE, to_argv(options))]
     assert by_options == by_argv and len(by_options) == 4
     assert dataclasses.replace(options, seed=1) != options  # frozen, comparable: a study can vary one field
+
+
+def test_gan_run_start_options_are_declared_once_and_its_command_line_made_from_them():
+    import dataclasses
+
+    from benchmarks import gan_run
+
+    args = gan_run.build_parser().parse_args(["start", "--gan-data", "train", "--data", "d"])
+    declared = {f.name: f.default for f in dataclasses.fields(gan_run.StartOptions)}
+    assert {k: v for k, v in vars(args).items() if k != "command"} == declared | {"gan_data": "train", "data": "d"}
+    assert declared["budget_images"] == 1_250_000 and declared["plateau_points"] == 0.3
+    with pytest.raises(SystemExit):  # a required field stays required
+        gan_run.build_parser().parse_args(["start", "--data", "d"])

@@ -45,71 +45,71 @@ def positive_floats(text: str) -> tuple[float, ...]:
     return tuple(sorted(set(values)))
 
 
-def _opt(default: Any = None, help: str = "", **argparse_kw: Any) -> Any:
+def option(default: Any = None, help: str = "", **argparse_kw: Any) -> Any:
     """One option: its default, its help (``{spec.<field>}`` filled in per protocol), and what
-    argparse needs beyond that (type, choices, metavar). A ``False`` default is a flag."""
+    argparse needs beyond that (type, choices, metavar, required). A ``False`` default is a flag."""
     return field(default=default, metadata={"help": help, **argparse_kw})
 
 
 @dataclass(frozen=True)
 class DataOptions:
-    data: str | None = _opt(None, "labelled data: official files folder, image-folder tree or archive "
+    data: str | None = option(None, "labelled data: official files folder, image-folder tree or archive "
                                   "(default: data/{spec.default_dataset})")
-    dataset: str | None = _opt(None, "which official set --data holds (used to fetch it when absent; default: "
+    dataset: str | None = option(None, "which official set --data holds (used to fetch it when absent; default: "
                                      "{spec.default_dataset})", choices=["cifar10", "svhn"])
-    gan_data: str | None = _opt(None, "unlabelled data for the GAN/K-means: a path, or 'train' / 'train+extra' "
+    gan_data: str | None = option(None, "unlabelled data for the GAN/K-means: a path, or 'train' / 'train+extra' "
                                       "(default: {spec.gan_data_default})")
-    gan_split: str = _opt("train", "split of --gan-data when it is a path")
-    download: bool = _opt(False, "fetch the official files into --data when they are missing (default: only into "
+    gan_split: str = option("train", "split of --gan-data when it is a path")
+    download: bool = option(False, "fetch the official files into --data when they are missing (default: only into "
                                  "data/<set>)")
-    no_download: bool = _opt(False, "never fetch, not even into data/<set>")
+    no_download: bool = option(False, "never fetch, not even into data/<set>")
 
 
 @dataclass(frozen=True)
 class ExtractorOptions:
-    extractor: str = _opt("dcgan", "comma list of registered extractors (dcgan, random-d, pixels, kmeans-<K>, "
+    extractor: str = option("dcgan", "comma list of registered extractors (dcgan, random-d, pixels, kmeans-<K>, "
                                    "...){controls}, or 'all'")
-    classifier: str = _opt("svm", "comma list of {classifiers}")
-    arch: str | None = _opt(None, "DCGAN architecture (default: the preset's, else the protocol's: {spec.arch})",
+    classifier: str = option("svm", "comma list of {classifiers}")
+    arch: str | None = option(None, "DCGAN architecture (default: the preset's, else the protocol's: {spec.arch})",
                             choices=sorted(ARCHITECTURES))
-    discriminator: str | None = _opt(None, "use this D instead of training one: newmu-svhn:<dir> or "
+    discriminator: str | None = option(None, "use this D instead of training one: newmu-svhn:<dir> or "
                                            "<run>/gan/last.pt")
-    bn_mode: str = _opt("population", "", choices=["population", "batch"])
-    gan_epochs: float | None = _opt(None, "override the preset's GAN training length", type=POSITIVE_FLOAT)
-    precision: str = _opt("preset", "the GAN's training precision: the preset's (paper: bf16 autocast where the "
+    bn_mode: str = option("population", "", choices=["population", "batch"])
+    gan_epochs: float | None = option(None, "override the preset's GAN training length", type=POSITIVE_FLOAT)
+    precision: str = option("preset", "the GAN's training precision: the preset's (paper: bf16 autocast where the "
                                     "device runs bf16 natively, else fp32), or forced (an A/B of the two)",
                           choices=["preset", "bf16", "fp32"])
-    eval_epochs: tuple[float, ...] | None = _opt(
+    eval_epochs: tuple[float, ...] | None = option(
         None, "comma list of GAN lengths (epochs) scored on validation, the best kept; the final length always is "
               "(default: the preset's, those within --gan-epochs)", type=positive_floats)
 
 
 @dataclass(frozen=True)
 class ProbeOptions:
-    draws: int | None = _opt(None, "label-scarce draws (default: the preset's)", type=POSITIVE_INT)
-    per_class: int | None = _opt(None, "labels per class in each label-scarce draw (default: the preset's, else "
+    draws: int | None = option(None, "label-scarce draws (default: the preset's)", type=POSITIVE_INT)
+    per_class: int | None = option(None, "labels per class in each label-scarce draw (default: the preset's, else "
                                        "{spec.per_class})", type=POSITIVE_INT)
-    trials: int | None = _opt(None, "random-search trials of the supervised control (paper: 64)", type=POSITIVE_INT)
-    exclude_near_duplicates: str | None = _opt(
+    trials: int | None = option(None, "random-search trials of the supervised control (paper: 64)", type=POSITIVE_INT)
+    exclude_near_duplicates: str | None = option(
         None, "also report all-labels test accuracy without the test images that this dedup.json "
               "(dcgan_ref.figures.dedup.make) lists as near-duplicates of train images", metavar="DEDUP_JSON")
 
 
 @dataclass(frozen=True)
 class OutputOptions:
-    out: str = _opt("runs", "GAN checkpoints and samples go under <out>/<protocol>/")
-    resume: bool = _opt(False, "continue an interrupted GAN training from its checkpoint under --out (same "
+    out: str = option("runs", "GAN checkpoints and samples go under <out>/<protocol>/")
+    resume: bool = option(False, "continue an interrupted GAN training from its checkpoint under --out (same "
                                "settings)")
-    results_dir: str | None = _opt(None, "where the tables go (default: the repo's results/)")
-    no_results: bool = _opt(False, "do not write results/ (smoke never does)")
+    results_dir: str | None = option(None, "where the tables go (default: the repo's results/)")
+    no_results: bool = option(False, "do not write results/ (smoke never does)")
 
 
 @dataclass(frozen=True)
 class RunOptions:
     """Everything a protocol run can be asked, before the protocol and device resolve it."""
-    preset: str | None = _opt(None, "default: paper on a GPU, quick otherwise", choices=sorted(PRESETS))
-    device: str | None = _opt(None, "cpu, cuda, cuda:<n> (default: a GPU if there is one)")
-    seed: int = _opt(0, "", type=NONNEGATIVE_INT)
+    preset: str | None = option(None, "default: paper on a GPU, quick otherwise", choices=sorted(PRESETS))
+    device: str | None = option(None, "cpu, cuda, cuda:<n> (default: a GPU if there is one)")
+    seed: int = option(0, "", type=NONNEGATIVE_INT)
     data: DataOptions = field(default_factory=DataOptions)
     extractors: ExtractorOptions = field(default_factory=ExtractorOptions)
     probe: ProbeOptions = field(default_factory=ProbeOptions)
@@ -139,14 +139,20 @@ def build_parser(spec: ProtocolSpec, classifiers: tuple[str, ...]) -> argparse.A
     fill = {"spec": spec, "controls": "".join(", " + c for c in spec.controls), "classifiers": ", ".join(classifiers)}
     groups: dict[str | None, Any] = {}
     for section, f in _leaves():
-        group = groups.get(section) or groups.setdefault(section, p.add_argument_group(section or "run"))
-        meta = dict(f.metadata)
-        help_text = meta.pop("help").format(**fill) or None
-        if f.default is False:
-            group.add_argument(_flag(f.name), action="store_true", help=help_text)
-        else:
-            group.add_argument(_flag(f.name), default=f.default, help=help_text, **meta)
+        add_option(groups.get(section) or groups.setdefault(section, p.add_argument_group(section or "run")), f, fill)
     return p
+
+
+def add_option(parser: Any, f: dataclasses.Field, fill: dict[str, Any] | None = None) -> None:
+    """One declared field (:func:`option`) as a command-line option of ``parser`` (or of an argument
+    group): ``--field-name``, its default, its help with ``fill``'s placeholders filled in."""
+    meta = dict(f.metadata)
+    help_text = meta.pop("help").format(**(fill or {})) or None
+    if f.default is False:
+        parser.add_argument(_flag(f.name), action="store_true", help=help_text)
+    else:
+        default = None if f.default is dataclasses.MISSING else f.default
+        parser.add_argument(_flag(f.name), default=default, help=help_text, **meta)
 
 
 def parse_options(spec: ProtocolSpec, argv: list[str] | None, classifiers: tuple[str, ...]) -> RunOptions:
