@@ -80,3 +80,13 @@ def test_gan_run_start_options_are_declared_once_and_its_command_line_made_from_
     assert declared["budget_images"] == 1_250_000 and declared["plateau_points"] == 0.3
     with pytest.raises(SystemExit):  # a required field stays required
         gan_run.build_parser().parse_args(["start", "--data", "d"])
+
+
+def test_the_sensitivity_study_options_are_declared_once_and_leave_the_probes_to_the_probe():
+    import dataclasses
+
+    from benchmarks.studies import sensitivity
+
+    args, rest = sensitivity.build_parser().parse_known_args(["--cv-folds", "3", "--preset", "quick"])
+    declared = {f.name: f.default for f in dataclasses.fields(sensitivity.SensitivityOptions)}
+    assert vars(args) == declared | {"cv_folds": 3} and rest == ["--preset", "quick"]

@@ -26,6 +26,7 @@ import dataclasses
 import datetime as dt
 import math
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -38,7 +39,7 @@ from benchmarks.classifiers.registry import CLASSIFIERS
 from benchmarks.protocol import evaluation
 from benchmarks.protocol.context import RunContext, parse_run
 from benchmarks.protocol.data import ProtocolData, check_label_pool, label_pool, load_data
-from benchmarks.protocol.options import POSITIVE_INT
+from benchmarks.protocol.options import POSITIVE_INT, add_option, option
 from benchmarks.protocol.results import checked_results_dir
 from benchmarks.protocol.runner import build_context
 from benchmarks.protocol.spec import CIFAR10_PROBE
@@ -180,21 +181,28 @@ def make_rows(outcomes: list[Outcome], skipped: list[Skipped], split_accs: list[
 
 
 # ------------------------------------------------------------------ command
+@dataclass(frozen=True)
+class SensitivityOptions:
+    """The study's own options (every other option is the CIFAR-10 probe's), declared once."""
+    knobs: str = option(",".join(KNOBS), f"comma list of {', '.join(KNOBS)} (default: all)")
+    split_seeds: int = option(5, "validation splits the default is evaluated on, for its all-labels noise band "
+                                 "(default 5; a std over fewer than 5 is itself too noisy to decide 'beyond noise')",
+                              type=POSITIVE_INT)
+    cv_folds: int = option(5, "folds of the cross-validation C choice", type=POSITIVE_INT)
+    bn_data: str | None = option(None, "the D's own training images (data spec, train split): batchnorm "
+                                       "statistics over the GAN's data")
+    encoding_pair: str | None = option(None, "<lossless data>,<the same images from the JPEG copy>: the encoding "
+                                             "knob")
+    rerender: bool = option(False, "only re-render results/sensitivity.md from its CSV (rows untouched), then exit")
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m benchmarks.studies.sensitivity", add_help=False,
                                 description="One knob at a time: how far each unstated choice moves the probe. "
                                             "Every other option is the CIFAR-10 probe's (python -m "
                                             "benchmarks.cifar10_probe --help).")
-    p.add_argument("--knobs", default=",".join(KNOBS), help=f"comma list of {', '.join(KNOBS)} (default: all)")
-    p.add_argument("--split-seeds", type=POSITIVE_INT, default=5,
-                   help="validation splits the default is evaluated on, for its all-labels noise band (default 5; "
-                        "a std over fewer than 5 is itself too noisy to decide 'beyond noise')")
-    p.add_argument("--cv-folds", type=POSITIVE_INT, default=5, help="folds of the cross-validation C choice")
-    p.add_argument("--bn-data", help="the D's own training images (data spec, train split): batchnorm statistics "
-                                     "over the GAN's data")
-    p.add_argument("--encoding-pair", help="<lossless data>,<the same images from the JPEG copy>: the encoding knob")
-    p.add_argument("--rerender", action="store_true",
-                   help="only re-render results/sensitivity.md from its CSV (rows untouched), then exit")
+    for f in dataclasses.fields(SensitivityOptions):
+        add_option(p, f)
     return p
 
 
