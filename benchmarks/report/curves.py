@@ -15,11 +15,10 @@ import matplotlib
 import pandas as pd
 from tabulate import tabulate
 
+from benchmarks.protocol.gan_record import SCORED_BY_PROTOCOL
+
 matplotlib.use("Agg")  # files only, no display
 import matplotlib.pyplot as plt  # noqa: E402  (after the backend is chosen)
-
-PROTOCOLS = {"cifar10_probe": "the CIFAR-10 probe's validation split (5,000 images), one 400-per-class draw",
-             "svhn_1000": "the 1,000-label protocol's validation split (10,000 images), one 1,000-label draw"}
 
 
 @dataclass(frozen=True)
@@ -99,7 +98,7 @@ def learning_curves_section(results_dir: Path, charts: Path) -> list[str]:
     if not by_protocol:
         return parts + ["_No published GAN run has validation scores yet._\n"]
     for protocol, runs in by_protocol.items():
-        parts.append(f"**Scored on {PROTOCOLS.get(protocol, protocol)}**, L2-SVM:\n")
+        parts.append(f"**{protocol}**: {SCORED_BY_PROTOCOL.get(protocol, protocol)}\n")
         lengths = sorted({int(s) for r in runs for s in r.curve["images_seen"]})
         table = [{"images seen": f"{n:,}", **{r.name: next((f"{float(v):.2f}" for s, v in zip(
                  r.curve["images_seen"], r.curve["val_score"]) if int(s) == n), "") for r in runs}} for n in lengths]
