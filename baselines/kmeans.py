@@ -29,6 +29,7 @@ fixed permutation of dimensions, to which whitening and K-means are indifferent.
 from __future__ import annotations
 
 import time
+from dataclasses import dataclass
 from typing import Any
 
 import torch
@@ -253,6 +254,11 @@ class KMeansExtractor:
         self.whitening_: torch.Tensor | None = None  # whitening matrix P, float64 (d, d)
         self.centroids_: torch.Tensor | None = None  # float32 (k, d), in whitened space
 
+    def flops_per_image(self, image_size: int = 32) -> int:
+        """FLOPs of one image's encoding: every patch whitened (d x d) and compared with every centroid (d x k)."""
+        d, n_patches = 3 * self.patch**2, (image_size - self.patch + 1) ** 2
+        return 2 * n_patches * d * (d + self.k)
+
     @property
     def feature_dim(self) -> int:
         return 4 * self.k
@@ -324,6 +330,12 @@ class KMeansExtractor:
         return out
 
 
-@register("kmeans-<K>")
-def kmeans(ctx: BuildContext, K: int) -> KMeansExtractor:
-    return KMeansExtractor(k=K, n_patches=ctx.kmeans_patches, seed=ctx.seed, device=ctx.device)
+@dataclass(frozen=True)
+class KMeansConfig:
+    """The K-means rows' own setting (a preset's entry)."""
+    patches: int = 400_000  # random 6x6 patches the dictionary is learned from (Coates & Ng: 400,000)
+
+
+@register("kmeans-<K>", config=KMeansConfig)
+def kmeans(ctx: BuildContext, cfg: KMeansConfig, K: int) -> KMeansExtractor:
+    return KMeansExtractor(k=K, n_patches=cfg.patches, seed=ctx.seed, device=ctx.device)

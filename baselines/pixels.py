@@ -24,6 +24,9 @@ class PixelExtractor:
     def settings(self) -> dict[str, Any]:
         return {"scale": "[-1, 1]", "image_size": self.image_size}
 
+    def flops_per_image(self) -> int:
+        return 0  # the pixels are the features
+
     def fit(self, images: torch.Tensor, validate=None) -> dict[str, Any]:
         return {}
 

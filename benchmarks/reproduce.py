@@ -25,7 +25,7 @@ from baselines import registry
 from benchmarks.classifiers.registry import CLASSIFIERS
 from benchmarks.protocol import control as supervised_control
 from benchmarks.protocol.options import DataOptions, ExtractorOptions, OutputOptions, RunOptions, to_argv
-from benchmarks.protocol.presets import PRESETS
+from benchmarks.protocol.presets import PRESETS, Preset
 from benchmarks.protocol.results import RESULTS_DIR, read_results
 from benchmarks.protocol.runner import CIFAR10_PROBE, SVHN_1000, run_protocol
 from benchmarks.protocol.spec import ProtocolSpec
@@ -57,12 +57,12 @@ class Job:
         return f"{self.spec.name}: {what} + {self.classifier}"
 
 
-# Rough cost per 1,000 training images when no earlier row of the extractor exists: seconds on
-# a 2-core CPU (measured at the paper preset where a row exists; the others scaled from
-# those), and a guessed GPU speed-up.  Only for planning; the rows record real wall time.
-CPU_S_PER_1K = {"pixels": 5, "random-d": 40, "dcgan": 40, "newmu": 15, "kmeans-1600": 70, "kmeans-4000": 180,
-                "supervised": 600}
-GPU_SPEEDUP = 30
+# The floor an estimate falls back to where this device has no earlier row of an extractor: its
+# FLOPs at the device's measured fp32 GEMM rate. The L2-SVM's passes per C value are the one
+# assumption (the paper-scale rows' solver logs show 27 to 115); a supervised trial's epochs are
+# the mean of their sampled range (50-200).
+SOLVER_PASSES = 100
+SUPERVISED_EPOCHS = 125
 
 
 def plan(args: argparse.Namespace) -> list[Job]:
@@ -95,16 +95,43 @@ def _options(job: Job, args: argparse.Namespace) -> RunOptions:
                                     else job.classifier, discriminator=job.discriminator,
                                     arch=args.arch if job.extractor not in job.spec.controls else None),
         output=OutputOptions(out=args.out, results_dir=str(args.results_dir)))
-def _label(job: Job, args: argparse.Namespace, device: torch.device) -> str:
-    """The table label the row will carry (building an extractor is cheap; fitting it is not)."""
+def _extractor(job: Job, args: argparse.Namespace, device: torch.device):
+    """The row's extractor, unfitted (building one is cheap; fitting it is not): its table label and
+    its cost figures. None for a protocol control."""
     preset = PRESETS[args.preset]
-    arch = preset.arch or job.spec.arch
     if job.extractor in job.spec.controls:
-        return supervised_control.label(arch)
-    arch = args.arch or arch
+        return None
     ctx = registry.BuildContext(device=device, seed=args.seed, image_size=32, n_fit_images=1, out_dir=Path(args.out),
-                                arch=arch, gan_epochs=1, discriminator=job.discriminator)
-    return registry.build(job.extractor, ctx).label
+                                arch=_arch(job, args), discriminator=job.discriminator, configs=preset.extractors)
+    return registry.build(job.extractor, ctx)
+
+
+def _arch(job: Job, args: argparse.Namespace) -> str:
+    preset = PRESETS[args.preset]
+    if job.extractor in job.spec.controls:
+        return preset.arch or job.spec.arch
+    return args.arch or preset.arch or job.spec.arch
+
+
+def _flop_floor(job: Job, extractor, arch: str, preset: Preset, n_train: int,
+                device: torch.device) -> tuple[float, str]:
+    """Seconds of the row's FLOPs at this device's fp32 GEMM rate: extraction of every train and test
+    image and the L2-SVM's sweeps (all labels: the C grid and a refit; each label draw: the grid in
+    every cross-validation fold and its fit), or a supervised control's trials. No step reaches the
+    GEMM rate, so this is a floor."""
+    tflops = device_limits(device)["limit_gemm_fp32_tflops"]
+    n_classes, grid, labels = 10, len(preset.C_grid), (preset.per_class or job.spec.per_class) * 10
+    if extractor is None:  # the supervised CNN: D's conv stack trained (forward + backward: 3 forwards)
+        flops = preset.supervised_trials * SUPERVISED_EPOCHS * labels * 3 * dcgan_flops(arch).extract
+        what = f"{preset.supervised_trials} trials of {SUPERVISED_EPOCHS} epochs"
+    else:
+        n_test = preset.test_images or 10_000
+        extract = extractor.flops_per_image() if hasattr(extractor, "flops_per_image") else 0
+        fits = ((grid + 1) * n_train if job.spec.full_data else 0) + \
+            preset.n_draws * (job.spec.draws_cv_folds + 1) * grid * labels
+        flops = extract * (n_train + n_test) + 4 * extractor.feature_dim * n_classes * SOLVER_PASSES * fits
+        what = f"extraction and {SOLVER_PASSES} L2-SVM passes per fit"
+    return flops / (tflops * 1e12), f"a FLOP floor ({what} at this device's {tflops:.2f} TFLOP/s fp32 GEMM rate)"
 
 
 def _row_estimate(job: Job, label: str, existing: pd.DataFrame, device: torch.device, n_train: int,
@@ -133,19 +160,15 @@ def _row_estimate(job: Job, label: str, existing: pd.DataFrame, device: torch.de
 
 
 def _estimate(job: Job, label: str, existing: pd.DataFrame, device: torch.device, n_train: int, preset: str,
-              arch: str | None = None) -> tuple[float, str]:
-    kind = "cuda" if device.type == "cuda" else "cpu"
+              extractor=None, arch: str = "imagenet32") -> tuple[float, str]:
     recorded = _row_estimate(job, label, existing, device, n_train, preset)
     if recorded is not None:
         return recorded
-    key = "newmu" if job.discriminator else job.extractor
-    seconds = CPU_S_PER_1K.get(key, 60) * n_train / 1000 / (GPU_SPEEDUP if kind == "cuda" else 1)
-    source = "a rough per-image cost"
+    p = PRESETS[preset]
+    seconds, source = _flop_floor(job, extractor, arch, p, n_train, device)
     if job.extractor == "dcgan" and not job.discriminator:  # plus training the GAN
-        p = PRESETS[preset]
-        arch = arch or p.arch or job.spec.arch
-        img_per_s, how = train_rate(arch, device, bf16=p.bf16 and native_bf16(device))
-        seconds += p.gan_epochs * min(p.gan_images or n_train, n_train) / img_per_s
+        img_per_s, how = train_rate(arch, device, bf16=p.gan.recipe.bf16 and native_bf16(device))
+        seconds += p.gan.epochs * min(p.gan_images or n_train, n_train) / img_per_s
         source += f", training at {img_per_s:,.0f} img/s ({how})"
     return seconds, source
 
@@ -239,11 +262,12 @@ def main(argv: list[str] | None = None, log=print) -> list[str]:
     log(f"reproduce: preset {args.preset}, device {device}, budget {args.budget_min:g} min, data {train.description}"
         + (f", GAN data {foreign}" if foreign else ""))
     for job in plan(args):
-        label = _label(job, args, device)
+        extractor = _extractor(job, args, device)
+        label = extractor.label if extractor is not None else supervised_control.label(_arch(job, args))
         if _done(job, label, existing, commit, args.preset, train.sha256, _same_gan_data(job, args, foreign)):
             statuses.append(f"skip (already in the results at this commit): {job.name}")
             continue
-        seconds, source = _estimate(job, label, existing, device, n_train, args.preset, args.arch)
+        seconds, source = _estimate(job, label, existing, device, n_train, args.preset, extractor, _arch(job, args))
         if seconds > budget_s:
             statuses.append(f"skip (estimated {seconds / 60:.1f} min from {source}, over the budget left): {job.name}")
             continue

@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 import torch
+from torch.utils.flop_counter import FlopCounterMode
 
 from dcgan_ref.features import BN_MODES, layer_columns, pooled_features, set_population_bn_stats
 from dcgan_ref.models import Discriminator, build_gan, feature_dim
@@ -57,6 +58,13 @@ class DCGANExtractor:
     @property
     def feature_dim(self) -> int:
         return feature_dim(self.arch, self.grid)
+
+    def flops_per_image(self) -> int:
+        """FLOPs of one image's features (D's forward and the pooling), counted on a CPU copy of D."""
+        d, size = copy.deepcopy(self.d).cpu(), self.d.arch.image_size
+        with FlopCounterMode(display=False) as counter:
+            pooled_features(d, torch.zeros(2, 3, size, size, dtype=torch.uint8), bn_mode="batch", batch_size=2)
+        return int(counter.get_total_flops()) // 2
 
     @property
     def n_layers(self) -> int:  # the features concatenate every conv layer's pooled maps

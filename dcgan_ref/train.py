@@ -35,9 +35,10 @@ from dcgan_ref.step import GanSetup, ResidentBatches, StepSettings
 
 
 @dataclass
-class TrainConfig:
-    arch: str = "imagenet32"
-    steps: int = 1000
+class Recipe:
+    """How the GAN trains, whatever its length: the paper's text (Adam, lr 2e-4, beta1 0.5, batch
+    128) unless a preset says otherwise. Declared once: a preset's ``GanConfig`` holds one and
+    :class:`TrainConfig` extends it."""
     batch_size: int = 128
     lr: float = 2e-4
     beta1: float = 0.5
@@ -45,14 +46,26 @@ class TrainConfig:
     # "both": a D and a G update on every batch (the paper's text); "alternate": D on one
     # batch, G on the next, as the authors' released training script does (k = 1).
     schedule: str = "both"
-    seed: int = 0
     bf16: bool = False
     channels_last: bool = False
     cuda_graph: bool = False
+
+
+@dataclass
+class TrainConfig(Recipe):
+    """One training: a recipe, the architecture, the length and the bookkeeping."""
+    arch: str = "imagenet32"
+    steps: int = 1000
+    seed: int = 0
     deterministic: bool = False
     log_every: int = 100
     ckpt_every: int = 1000
     sample_every: int = 1000
+
+    @classmethod
+    def of(cls, recipe: Recipe, **run: object) -> "TrainConfig":
+        """The recipe's fields plus this run's own (arch, steps, seed, ...)."""
+        return cls(**{f.name: getattr(recipe, f.name) for f in dataclasses.fields(Recipe)}, **run)
 
 
 @dataclass

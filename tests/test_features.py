@@ -8,6 +8,7 @@ import torch
 from baselines import registry
 from benchmarks.classifiers.registry import L2SVMClassifier
 from benchmarks.protocol.evaluation import Standardizer, accuracy
+from benchmarks.protocol.presets import PRESETS
 from dcgan_ref.features import canonical_order, pooled_features, set_population_bn_stats
 from dcgan_ref.models import build_gan
 
@@ -76,8 +77,7 @@ def test_the_paper_preset_extracts_in_fp32(tmp_path):
     """The paper preset trains in bf16; its extractor must still extract in float32."""
     x, _ = _class_sorted(8)
     ctx = registry.BuildContext(device=torch.device("cpu"), seed=0, image_size=32, n_fit_images=len(x),
-                                out_dir=tmp_path, arch="svhn32", gan_epochs=1, bf16=True, channels_last=True,
-                                cuda_graph=True)
+                                out_dir=tmp_path, arch="svhn32", configs=PRESETS["paper"].extractors)
     extractor = registry.build("random-d", ctx)
     extractor.fit(x)
     fp32 = pooled_features(extractor.d, x)

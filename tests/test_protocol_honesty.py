@@ -23,7 +23,7 @@ def _smoke(data, tmp_path, *extra):
 def test_scrambled_test_labels_change_no_choice(tiny_folder, tmp_path, monkeypatch):
     """C, k and the GAN's length are chosen on validation: scrambling the test labels may
     change test accuracy but no choice."""
-    monkeypatch.setitem(PRESETS, "smoke", dataclasses.replace(PRESETS["smoke"], eval_epochs=(0.125,)))
+    monkeypatch.setitem(PRESETS, "smoke", PRESETS["smoke"].with_gan(eval_epochs=(0.125,)))
     argv = _smoke(tiny_folder, tmp_path, "--extractor", "dcgan,pixels", "--classifier", "svm,knn")
     honest = run_protocol(CIFAR10_PROBE, argv)
     load = protocol.load_data
@@ -48,9 +48,9 @@ def test_each_protocol_runs_its_paper_architecture():
     assert parse_run(SVHN_1000, ["--preset", "paper", "--device", "cpu"]).arch == "svhn32"
     assert parse_run(SVHN_1000, ["--preset", "quick", "--device", "cpu"]).arch == "svhn32"
     assert parse_run(CIFAR10_PROBE, ["--preset", "paper", "--arch", "svhn32", "--device", "cpu"]).arch == "svhn32"
-    recipe = parse_run(SVHN_1000, ["--preset", "newmu-svhn", "--device", "cpu"]).preset
-    assert (recipe.lr, recipe.batch_size, recipe.gan_epochs, recipe.schedule) == (5e-4, 64, 200, "alternate")
-    assert parse_run(CIFAR10_PROBE, ["--preset", "faces", "--device", "cpu"]).preset.weight_decay == 1e-5
+    gan = parse_run(SVHN_1000, ["--preset", "newmu-svhn", "--device", "cpu"]).preset.gan
+    assert (gan.recipe.lr, gan.recipe.batch_size, gan.epochs, gan.recipe.schedule) == (5e-4, 64, 200, "alternate")
+    assert parse_run(CIFAR10_PROBE, ["--preset", "faces", "--device", "cpu"]).preset.gan.recipe.weight_decay == 1e-5
 
 
 def test_an_unconverged_svm_solve_is_reported_in_the_row(tiny_folder, tmp_path, monkeypatch, capsys):
@@ -95,7 +95,7 @@ def test_an_interrupted_protocol_gan_resumes_to_the_same_row(tiny_folder, tmp_pa
     that dies while scoring its last candidate resumes there and ends with the same row."""
     import benchmarks.protocol.runner as proto
 
-    monkeypatch.setitem(PRESETS, "smoke", dataclasses.replace(PRESETS["smoke"], gan_epochs=2, eval_epochs=(1,)))
+    monkeypatch.setitem(PRESETS, "smoke", PRESETS["smoke"].with_gan(epochs=2, eval_epochs=(1,)))
     argv = ["--preset", "smoke", "--data", str(tiny_folder), "--extractor", "dcgan"]
     whole = run_protocol(CIFAR10_PROBE, argv + ["--out", str(tmp_path / "whole")])
 
@@ -139,7 +139,7 @@ def test_the_gan_length_is_chosen_within_the_protocols_label_budget(tiny_folder,
     import benchmarks.protocol.runner as proto
     from benchmarks.classifiers.registry import L2SVMClassifier
 
-    monkeypatch.setitem(PRESETS, "smoke", dataclasses.replace(PRESETS["smoke"], eval_epochs=(0.125,)))
+    monkeypatch.setitem(PRESETS, "smoke", PRESETS["smoke"].with_gan(eval_epochs=(0.125,)))
     seen, scoring = [], {"on": False}
     sweep, real = L2SVMClassifier.sweep, proto.make_validator
 
@@ -178,10 +178,10 @@ def test_the_log_and_the_table_round_alike(tiny_folder, tmp_path, capsys):
 def test_eval_epochs_name_the_candidate_lengths_and_must_be_reached(capsys):
     run = parse_run(CIFAR10_PROBE, ["--preset", "paper", "--device", "cpu", "--gan-epochs", "6",
                                     "--eval-epochs", "4,2,4"])
-    assert run.preset.eval_epochs == (2.0, 4.0)
+    assert run.preset.gan.eval_epochs == (2.0, 4.0)
     # a shortened training keeps the preset's candidates it reaches (paper: 5, 10, ...)
     assert parse_run(CIFAR10_PROBE, ["--preset", "paper", "--device", "cpu", "--gan-epochs", "8"]
-                     ).preset.eval_epochs == (5,)
+                     ).preset.gan.eval_epochs == (5,)
     from dcgan_ref.runtime.errors import UserError
 
     with pytest.raises(UserError, match=r"--eval-epochs 9: past the GAN's training length \(6 epochs\)"):

@@ -8,8 +8,11 @@ import mlflow
 import pandas as pd
 import pytest
 
+from baselines.kmeans import KMeansExtractor
 from benchmarks import reproduce
+from benchmarks.protocol.presets import PRESETS
 from benchmarks.protocol.results import RESULTS_DIR
+from benchmarks.throughput.timing import dcgan_flops
 
 PNG = b"\x89PNG\r\n\x1a\n"
 
@@ -111,7 +114,6 @@ def test_the_training_estimate_comes_from_this_cpus_rows_else_the_flop_count(tmp
 
     from benchmarks.protocol.results import write_results
     from benchmarks.protocol.row import ResultRow
-    from benchmarks.throughput.timing import dcgan_flops
 
     cpu = torch.device("cpu")
     row = dict(protocol="cpu_step", dataset="synthetic", extractor="imagenet32", preset="paper",
@@ -126,7 +128,7 @@ def test_the_training_estimate_comes_from_this_cpus_rows_else_the_flop_count(tmp
     assert rate == 0.5e12 / dcgan_flops("svhn32").train_step and "FLOPs" in how
 
 
-def test_a_row_estimate_comes_from_an_earlier_row_of_the_extractor_scaled_by_its_training_images():
+def test_a_row_estimate_comes_from_an_earlier_row_of_the_extractor_scaled_by_its_training_images(monkeypatch):
     import torch
 
     from benchmarks.protocol.results import COLUMNS
@@ -148,5 +150,22 @@ def test_a_row_estimate_comes_from_an_earlier_row_of_the_extractor_scaled_by_its
                 ("paper", 900.0, 50_000, other_cpu))
     assert reproduce._estimate(job, "kmeans-1600", both, cpu, 50_000, "paper") == (
         700.0, "an earlier row of the same kind on this CPU")  # this CPU model's row before a later one elsewhere
+    # No row on this kind of device: the row's FLOPs at the device's GEMM rate.
     gpu_only = rows(("paper", 10.0, 50_000, "NVIDIA H100"))
-    assert "rough per-image cost" in reproduce._estimate(job, "kmeans-1600", gpu_only, cpu, 50_000, "paper")[1]
+    monkeypatch.setattr(reproduce, "device_limits", lambda d: {"limit_gemm_fp32_tflops": 1.0})
+    kmeans = KMeansExtractor(k=1600)
+    seconds, how = reproduce._estimate(job, "kmeans-1600", gpu_only, cpu, 50_000, "paper", kmeans)
+    grid = len(PRESETS["paper"].C_grid)
+    fits = (grid + 1) * 50_000 + 10 * (5 + 1) * grid * 4_000  # all labels; 10 draws x (5 folds + the fit)
+    svm = 4 * 6_400 * 10 * reproduce.SOLVER_PASSES * fits
+    assert seconds == pytest.approx((kmeans.flops_per_image() * 60_000 + svm) / 1e12)
+    assert "FLOP floor" in how and "1.00 TFLOP/s" in how
+
+
+def test_extraction_flops_match_the_throughput_counter_and_the_kmeans_encoding():
+    from dcgan_ref.extractor import DCGANExtractor
+
+    d = DCGANExtractor("imagenet32", train_cfg=None, label="random-init D")
+    assert d.flops_per_image() == dcgan_flops("imagenet32").extract  # one count, two callers
+    # 729 patches of 6x6x3 = 108 values: whitened (108 x 108), then against 1,600 centroids.
+    assert KMeansExtractor(k=1600).flops_per_image() == 2 * 729 * 108 * (108 + 1600)

@@ -17,7 +17,7 @@ from benchmarks.protocol.results import COLUMNS, read_results, rerender, write_r
 from benchmarks.protocol.results_io import ResultsFileError
 from benchmarks.protocol.row import ResultRow
 from benchmarks.report import render as report
-from benchmarks.studies.sensitivity_table import CSV_COLUMNS, read_sensitivity, write_rows
+from benchmarks.studies.sensitivity_table import CSV_COLUMNS, SensitivityRow, read_sensitivity, write_rows
 from dcgan_ref.runtime.errors import run_cli
 
 REPO = Path(__file__).resolve().parents[1]
@@ -174,16 +174,22 @@ def test_the_report_names_a_bad_file_in_one_line(tmp_path, capsys):
 
 
 def test_the_sensitivity_table_tolerates_an_older_schema_and_names_a_bad_cell(tmp_path):
-    old_columns = [c for c in CSV_COLUMNS if c not in ("seed", "data_sha256")]
+    # The header before the table joined the results store (no seed, data_sha256; "seconds", not wall_s).
+    old_columns = ["extractor", "preset", "scale", "knob", "setting", "default", "metric", "value", "std", "diff",
+                   "band", "beyond_noise", "C", "feature_dim", "seconds", "notes", "dataset", "device", "torch",
+                   "commit", "dirty", "date", "mlflow_run_id"]
     old = {c: "" for c in old_columns} | {"extractor": "D", "preset": "quick", "knob": "pooling",
-                                         "setting": "global max", "metric": "test_accuracy", "value": "55.0"}
+                                         "setting": "global max", "metric": "test_accuracy", "value": "55.0",
+                                         "seconds": "12.5"}
     path = _write_csv(tmp_path / "sensitivity.csv", old_columns + ["reviewer"], [old | {"reviewer": "ok"}])
     df = read_sensitivity(path)
     assert list(df.columns) == CSV_COLUMNS + ["reviewer"] and df["value"].tolist() == [55.0]
-    new = {c: None for c in CSV_COLUMNS} | {k: v for k, v in old.items() if v} | {"setting": "4x4 max", "value": 60.0}
-    write_rows([new], tmp_path)
+    assert df["wall_s"].tolist() == [12.5]
+    write_rows([SensitivityRow(extractor="D", preset="quick", knob="pooling", setting="4x4 max",
+                               metric="test_accuracy", value=60.0)], tmp_path)
     after = read_sensitivity(path)
     assert sorted(after["value"]) == [55.0, 60.0] and after["reviewer"].tolist()[0] == "ok"
+    assert "seconds" not in path.read_text().splitlines()[0].split(",")
     path.write_text(path.read_text().replace("55.0", "fifty-five"))
     with pytest.raises(ResultsFileError, match="column 'value': 'fifty-five' is not a number"):
         read_sensitivity(path)

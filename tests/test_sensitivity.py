@@ -23,7 +23,7 @@ def _argv(data, tmp_path, *extra):
 def test_every_knob_gets_a_row_with_its_difference_and_the_default_band(tiny_folder, tmp_path):
     rows = sensitivity.main(_argv(tiny_folder, tmp_path, "--extractor", "random-d", "--split-seeds", "2",
                                   "--cv-folds", "2", "--encoding-pair", f"{tiny_folder},{tiny_folder}"))
-    df = pd.DataFrame(rows)
+    df = pd.DataFrame([r.as_dict() for r in rows])
     assert set(df["knob"]) == {"default", *sensitivity.KNOBS}
     default = df[df["default"] == True]  # noqa: E712
     assert len(default) == 2 and default["diff"].isna().all() and default["band"].notna().all()
@@ -241,3 +241,18 @@ def test_the_d_knobs_ask_for_the_capability_not_the_class():
     every = plan(pixels, bn_data=None, encoding_pair=("a", "b"), cv_folds=5, knobs=tuple(KNOBS), pretrained=False)
     assert [s.knob for s in every][0] == "default" and {s.knob for s in every[1:]} == set(KNOBS)
     assert isinstance(every[0], Setting) and every[0].default
+
+
+def test_a_table_says_how_its_default_draws_chose_c_from_its_rows_notes():
+    from benchmarks.protocol.results import draws_choice_note
+    from benchmarks.studies.sensitivity_table import draws_rule
+
+    def table(notes):
+        return pd.DataFrame([{"default": True, "metric": "test_accuracy", "setting": "the probe's pipeline",
+                              "notes": ""},
+                             {"default": True, "metric": "test_accuracy_400pc", "setting": "the probe's pipeline",
+                              "notes": notes}])
+
+    assert "label-honest); `C choice` measures the validation-split choice" in draws_rule(
+        table(draws_choice_note(5, "C", 4_000)))
+    assert "chose C on the validation split" in draws_rule(table(""))  # rows from before the label-honest default

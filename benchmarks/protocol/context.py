@@ -2,7 +2,6 @@
 checked and resolved into one typed :class:`RunContext`."""
 from __future__ import annotations
 
-import dataclasses
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -66,16 +65,17 @@ def resolve_run(spec: ProtocolSpec, options: RunOptions, log=print) -> RunContex
     if x.discriminator:  # a bad file is an error now, not after the data has loaded
         load_discriminator(x.discriminator)
     try:
-        preset = resolve_preset(o.preset, device, log=log, gan_epochs=x.gan_epochs, eval_epochs=x.eval_epochs)
+        preset = resolve_preset(o.preset, device, log=log, epochs=x.gan_epochs, eval_epochs=x.eval_epochs)
     except ValueError as e:
         raise UserError(str(e)) from None
-    preset = dataclasses.replace(preset, bf16=training_bf16(x.precision, device, default=preset.bf16))
-    late = [e for e in preset.eval_epochs if e > preset.gan_epochs]
+    gan = preset.gan
+    preset = preset.with_gan(bf16=training_bf16(x.precision, device, default=gan.recipe.bf16))
+    late = [e for e in gan.eval_epochs if e > gan.epochs]
     if x.eval_epochs and late:
         raise UserError(f"--eval-epochs {','.join(f'{e:g}' for e in late)}: past the GAN's training length "
-                        f"({preset.gan_epochs:g} epochs)")
+                        f"({gan.epochs:g} epochs)")
     if late:  # a shortened training keeps the preset's candidate lengths that it reaches
-        preset = dataclasses.replace(preset, eval_epochs=tuple(e for e in preset.eval_epochs if e <= preset.gan_epochs))
+        preset = preset.with_gan(eval_epochs=tuple(e for e in gan.eval_epochs if e <= gan.epochs))
     rows, controls = _rows(spec, preset, x)
     near_duplicates = None
     if pr.exclude_near_duplicates:  # read now: a bad file fails before any data is read

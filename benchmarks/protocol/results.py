@@ -7,7 +7,6 @@ leaves every other row as it was.
 """
 from __future__ import annotations
 
-import dataclasses
 import datetime as dt
 import math
 import os
@@ -20,22 +19,25 @@ from tabulate import tabulate
 
 from benchmarks.protocol.context import RunContext
 from benchmarks.protocol.paper import compare, paper_rows
-from benchmarks.protocol.results_io import extra_columns, locked, read_table, write_atomic
-from benchmarks.protocol.row import COLUMNS, ResultRow, published_text
+from benchmarks.protocol.row import COLUMNS, ResultRow
+from benchmarks.protocol.store import Table
 from dcgan_ref.runtime.errors import UserError
 from dcgan_ref.runtime.tracking import unwritable
 
-INTEGER_COLUMNS = [f.name for f in dataclasses.fields(ResultRow) if f.type == "int | None"]  # counts, seeds
-NUMERIC_COLUMNS = [f.name for f in dataclasses.fields(ResultRow) if f.type.split(" |")[0] in ("int", "float")]
-REQUIRED_COLUMNS = ["source", "protocol", "metric", "value"]  # a row without these measured nothing
 # What a row measured; a run of another seed is another measurement and keeps its own rows.
-KEY = ["source", "protocol", "dataset", "extractor", "classifier", "gan_data", "preset", "metric", "batch", "seed"]
+KEY = ("source", "protocol", "dataset", "extractor", "classifier", "gan_data", "preset", "metric", "batch", "seed")
 RESULTS_DIR = Path(__file__).resolve().parents[2] / "results"
+
+
+def table(protocol: str) -> Table:
+    """A protocol's table (or throughput's): ResultRows, the paper's rows first."""
+    return Table(protocol, ResultRow, KEY, lambda df: render_markdown(df, protocol),
+                 fixed_rows=lambda: paper_rows(protocol))
 
 
 def read_results(path: str | os.PathLike) -> pd.DataFrame:
     """A protocol's results CSV from any commit of this project (see :mod:`benchmarks.protocol.results_io`)."""
-    return read_table(path, COLUMNS, NUMERIC_COLUMNS, REQUIRED_COLUMNS)
+    return table(Path(path).stem).read(path)
 
 
 def results_frame(rows: Iterable[ResultRow]) -> pd.DataFrame:
@@ -48,44 +50,7 @@ def empty_frame() -> pd.DataFrame:
 
 def merge_rows(existing: pd.DataFrame, rows: Iterable[ResultRow], protocol: str) -> pd.DataFrame:
     """Existing rows minus those the new rows replace, plus the new rows and fresh paper rows."""
-    new = _published(results_frame(rows))
-    existing = _published(existing)
-    ours = existing[existing["source"] != "paper"] if len(existing) else existing
-    if len(ours) and len(new):
-        ours = ours[~_keys(ours).isin(set(_keys(new)))]
-    frames = [f for f in (results_frame(paper_rows(protocol)), ours, new) if len(f)]
-    # Columns a newer version wrote stay, blank in the rows this one adds.
-    columns = COLUMNS + extra_columns(existing, COLUMNS)
-    merged = pd.concat(frames, ignore_index=True).reindex(columns=columns) if frames else results_frame([])
-    # A column with blanks reads back as float: keep counts and seeds written as integers
-    # ("10", not "10.0"), so a new row never rewrites the text of the rows beside it.
-    for col in INTEGER_COLUMNS:
-        values = pd.to_numeric(merged[col], errors="coerce")
-        if values.notna().equals(merged[col].notna()) and (values.dropna() % 1 == 0).all():
-            merged[col] = values.astype("Int64")
-    return merged
-
-
-TEXT_COLUMNS = ["extractor", "gan_data", "dataset", "notes"]
-
-
-def _published(df: pd.DataFrame) -> pd.DataFrame:
-    """No machine's absolute path in a published row (see :func:`benchmarks.protocol.row.published_text`)."""
-    df = df.copy()
-    for col in TEXT_COLUMNS:
-        if col in df:
-            df[col] = df[col].map(published_text)
-    return df
-
-
-def _keys(df: pd.DataFrame) -> pd.Series:
-    """One string per row identifying what it measured (NaN and "" alike)."""
-    def text(v: Any) -> str:
-        if pd.isna(v):
-            return ""
-        return str(int(v)) if isinstance(v, float) and v.is_integer() else str(v)
-
-    return df[KEY].apply(lambda r: "|".join(text(v) for v in r), axis=1)
+    return table(protocol).merge(existing, rows)
 
 
 def format_value(value: Any, std: Any = None) -> str:
@@ -109,11 +74,16 @@ def draws_choice_note(cv_folds: int, hyper: str, n_labels: int) -> str:
     return f"{hyper} chosen per draw by {cv_folds}-fold {_DRAWS_CV}'s {n_labels:,} labels" if cv_folds else ""
 
 
+def chose_within_draws(notes: object) -> bool:
+    """Whether a label-draws row's notes say it chose by cross-validation within each draw."""
+    return _DRAWS_CV in str(notes)
+
+
 def metric_label(metric: str, notes: object = "") -> str:
     """The table name of a metric; the CIFAR-10 probe's label draws also say how they chose."""
     label = METRIC_NAMES.get(metric, metric)
     if re.fullmatch(r"test_accuracy_\d+pc", metric):
-        label += (", chosen by cross-validation in each draw" if _DRAWS_CV in str(notes)
+        label += (", chosen by cross-validation in each draw" if chose_within_draws(notes)
                   else ", chosen on the validation split")
     return label
 
@@ -121,6 +91,8 @@ def metric_label(metric: str, notes: object = "") -> str:
 METRIC_NAMES = {"test_accuracy": "all labels", "test_accuracy_400pc": "400 labels/class",
                 "test_accuracy_no_near_duplicates": "all labels, test without near-duplicates of train",
                 "test_error_1000": "1,000 labels, test error", "val_error_1000": "1,000 labels, validation error"}
+# The CIFAR-10 probe's two headline metrics (all labels, the paper's 400 per class), by table name.
+PROBE_METRICS = {m: METRIC_NAMES[m] for m in ("test_accuracy", "test_accuracy_400pc")}
 
 
 def _compact(df: pd.DataFrame) -> str:
@@ -184,29 +156,14 @@ def write_results(protocol: str, rows: list[ResultRow], results_dir: str | os.Pa
                   lock_timeout_s: float = 120.0) -> tuple[Path, Path]:
     """Merge ``rows`` into ``<results_dir>/<protocol>.csv`` and re-render the ``.md``: under a
     lock, with atomic writes."""
-    out = Path(results_dir) if results_dir else RESULTS_DIR
-    out.mkdir(parents=True, exist_ok=True)
-    csv_path, md_path = out / f"{protocol}.csv", out / f"{protocol}.md"
-    with locked(out / f".{protocol}.lock", lock_timeout_s):
-        existing = read_results(csv_path)
-        merged = merge_rows(existing, rows, protocol)
-        write_atomic(csv_path, merged.to_csv(index=False))
-        write_atomic(md_path, render_markdown(merged, protocol))
-    return csv_path, md_path
+    return table(protocol).write(rows, Path(results_dir) if results_dir else RESULTS_DIR, lock_timeout_s)
 
 
 def rerender(results_dir: str | os.PathLike | None = None) -> list[Path]:
-    """Re-render every ``<protocol>.csv/.md`` from its CSV (after a change of table layout; the rows'
-    values untouched)."""
+    """Re-render every protocol's ``<protocol>.csv/.md`` from its CSV (after a change of table layout;
+    the rows' values untouched)."""
     out = Path(results_dir) if results_dir else RESULTS_DIR
-    written = []
-    for csv_path in sorted(p for p in out.glob("*.csv") if p.stem in ("cifar10_probe", "svhn_1000")):  # protocol tables
-        md_path = csv_path.with_suffix(".md")
-        table = merge_rows(read_results(csv_path), [], csv_path.stem)  # the same rows, in today's format
-        write_atomic(csv_path, table.to_csv(index=False))
-        write_atomic(md_path, render_markdown(table, csv_path.stem))
-        written.append(md_path)
-    return written
+    return [table(p.stem).rerender(out) for p in sorted(out.glob("*.csv")) if p.stem in ("cifar10_probe", "svhn_1000")]
 
 
 if __name__ == "__main__":  # python -m benchmarks.protocol.results: re-render the tables from their CSVs

@@ -14,7 +14,7 @@ import dataclasses
 import datetime as dt
 import resource
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -68,14 +68,17 @@ class Features:
 
 
 def build_context(run: RunContext, data: ProtocolData, out_dir: Path) -> registry.BuildContext:
-    p = run.preset
     return registry.BuildContext(
         device=run.device, seed=run.seed, image_size=data.train.images.shape[-1],
-        n_fit_images=len(data.gan_images), out_dir=out_dir, arch=run.arch, gan_epochs=p.gan_epochs, lr=p.lr,
-        weight_decay=p.weight_decay, schedule=p.schedule,
-        eval_epochs=p.eval_epochs, batch_size=p.batch_size, bf16=p.bf16, channels_last=p.channels_last,
-        cuda_graph=p.cuda_graph, kmeans_patches=p.kmeans_patches, bn_mode=run.bn_mode,
-        discriminator=run.discriminator, resume=run.resume)
+        n_fit_images=len(data.gan_images), out_dir=out_dir, arch=run.arch, bn_mode=run.bn_mode,
+        discriminator=run.discriminator, resume=run.resume, configs=run.preset.extractors)
+
+
+def learned_from(extractor: FeatureExtractor, data: ProtocolData) -> str:
+    """A row's ``gan_data``: what the extractor learned from (a released D: what it was trained on; "-": nothing)."""
+    if extractor.learns_from_data:
+        return data.gan_description
+    return getattr(extractor, "trained_on", "") or "-"
 
 
 def make_validator(run: RunContext, data: ProtocolData, x: torch.Tensor, y: torch.Tensor):
@@ -111,7 +114,7 @@ def compute_features(run: RunContext, data: ProtocolData, extractor: FeatureExtr
     t0 = time.perf_counter()
     info: dict[str, Any] = {}
     if world.main:
-        validate = make_validator(run, data, x, y) if run.preset.eval_epochs else None
+        validate = make_validator(run, data, x, y) if run.preset.gan.eval_epochs else None
         info = extractor.fit(data.gan_images.to(run.device), validate=validate)
     extractor = share_object(extractor, world, run.device)
     fit_s = time.perf_counter() - t0
@@ -228,7 +231,7 @@ def record(run: RunContext, data: ProtocolData, feats: Features, kind: str, scor
         draws = ev.kind == "draws"
         rows.append(ResultRow(
             protocol=run.spec.name, dataset=data.train.description, extractor=ex.label, classifier=clf_name,
-            gan_data=data.gan_description if ex.learns_from_data else getattr(ex, "trained_on", "") or "-",
+            gan_data=learned_from(ex, data),
             preset=run.preset.name,
             metric=s.metric, value=_stored(s.value), std=_stored(ev.test_std) if draws else None,
             n_draws=run.draws if draws else None, feature_dim=feats.train.shape[1],
@@ -290,7 +293,7 @@ def _base_config(run: RunContext, data: ProtocolData) -> dict[str, Any]:
             "seed": run.seed, "arch": run.arch, "n_train": len(data.train), "n_val": len(data.val_idx),
             "n_test": len(data.test), "draws": run.draws, "per_class": run.per_class, "data": str(run.data),
             "data_sha256": data.train.sha256, "test_sha256": data.test.sha256, "gan_data": data.gan_description,
-            "bn_mode": run.bn_mode, "preset_settings": asdict(run.preset),
+            "bn_mode": run.bn_mode, "preset_settings": run.preset.settings(),
             "exclude_near_duplicates": str(run.exclude_near_duplicates.path) if run.exclude_near_duplicates else None}
 
 

@@ -13,11 +13,10 @@ import pandas as pd
 from tabulate import tabulate
 
 from benchmarks.protocol.paper import paper_rows
-from benchmarks.protocol.results import format_value, metric_label, read_results
+from benchmarks.protocol.results import PROBE_METRICS, format_value, metric_label, read_results
 from benchmarks.report.curves import at_equal_images, find_run
 from benchmarks.studies.sensitivity_table import read_sensitivity
 
-METRICS = {"test_accuracy": "all labels", "test_accuracy_400pc": "400 labels/class"}
 PAPER_DCGAN = "DCGAN (imagenet32, Imagenet-1k)"
 
 
@@ -28,7 +27,7 @@ def _latest(df: pd.DataFrame, label_starts: str, preset: str = "paper", gan_data
     if gan_data is not None:
         rows = rows[rows["gan_data"].astype(str).str.contains(gan_data, regex=False)]
     rows = rows.sort_values("date", kind="stable")
-    return {m: rows[rows["metric"] == m].iloc[-1].to_dict() for m in METRICS if (rows["metric"] == m).any()}
+    return {m: rows[rows["metric"] == m].iloc[-1].to_dict() for m in PROBE_METRICS if (rows["metric"] == m).any()}
 
 
 def _encoding_effect(results_dir: Path) -> list[dict[str, Any]]:
@@ -49,11 +48,12 @@ def _step(to: dict, frm: dict) -> dict[str, float]:
 
 
 def _values(rows: dict) -> dict[str, str]:
-    return {METRICS[m]: format_value(rows[m]["value"], rows[m]["std"]) if m in rows else "" for m in METRICS}
+    return {name: format_value(rows[m]["value"], rows[m]["std"]) if m in rows else ""
+            for m, name in PROBE_METRICS.items()}
 
 
 def _changes(changes: dict[str, float]) -> dict[str, str]:
-    return {METRICS[m]: f"{changes[m]:+.2f}" if m in changes else "" for m in METRICS}
+    return {PROBE_METRICS[m]: f"{changes[m]:+.2f}" if m in changes else "" for m in PROBE_METRICS}
 
 
 def _architecture_steps(results_dir: Path, svhn32: dict, in_domain: dict) -> list[dict[str, str]]:
@@ -114,7 +114,7 @@ def gap_section(results_dir: Path) -> list[str]:
     lines.append({"line": "step, unexplained: Imagenet-1k (1.28M images, 1,000 classes) -> Tiny-ImageNet-200 "
                           "(100,000, 200), and whatever else no row here measures",
                   **_changes(rest), "measured by": "the rest of the whole gap " + (
-                      f"({', '.join(f'{METRICS[m]} {v:+.2f}' for m, v in whole.items())}) after the JPEG step of "
+                      f"({', '.join(f'{PROBE_METRICS[m]} {v:+.2f}' for m, v in whole.items())}) after the JPEG step of "
                       f"the same architecture" if same_arch else "(no JPEG pair of this architecture yet)")})
     lines.append({"line": f"ours: {first['extractor']}", **_values(ours),
                   "measured by": f"results/cifar10_probe.csv, commit {str(first['commit'])[:7]}, {first['dataset']}"})
@@ -144,7 +144,7 @@ def gap_section(results_dir: Path) -> list[str]:
                      f"{int(last['images_seen'] - before['images_seen']):,} images ({float(before['val_score']):.2f}% "
                      f"at {int(before['images_seen']):,} -> {float(last['val_score']):.2f}% at "
                      f"{int(last['images_seen']):,}); the curve above shows whether more would help.\n")
-    context = [f"ours minus {what}: " + ", ".join(f"{METRICS[m]} {v:+.2f}" for m, v in _step(ours, row).items())
+    context = [f"ours minus {what}: " + ", ".join(f"{PROBE_METRICS[m]} {v:+.2f}" for m, v in _step(ours, row).items())
                for what, row in (("the random-init imagenet32 D (what GAN training adds)",
                                   _latest(df, "random-init D (imagenet32)")),
                                  ("K-means 1,600", _latest(df, "kmeans-1600"))) if row and _step(ours, row)]

@@ -12,9 +12,8 @@ from pathlib import Path
 import pandas as pd
 from tabulate import tabulate
 
-from benchmarks.protocol.results import read_results
+from benchmarks.protocol.results import PROBE_METRICS, read_results
 
-METRICS = {"test_accuracy": "all labels", "test_accuracy_400pc": "400 labels/class"}
 ARMS = ("bf16", "fp32")
 
 
@@ -36,14 +35,14 @@ def precision_ab_section(results_dir: Path) -> list[str]:
              "row per training length and seed. Test accuracy % (400 labels/class: the mean over the draws).\n"]
     lines, summary = [], []
     for length, group in df.groupby("length", sort=True):
-        diffs: dict[str, list[float]] = {m: [] for m in METRICS}
+        diffs: dict[str, list[float]] = {m: [] for m in PROBE_METRICS}
         for seed, rows in group.groupby("seed", sort=True):
             cell = {(r.arm, r.metric): r.value for r in rows.itertuples()}
             first = rows.iloc[0]
             line = {"GAN length": length, "seed": int(seed), "preset": first["preset"],
                     "train / test images": f"{int(first['n_train']):,} / {int(first['n_test']):,}"
                     if pd.notna(first["n_train"]) and pd.notna(first["n_test"]) else ""}
-            for m, name in METRICS.items():
+            for m, name in PROBE_METRICS.items():
                 for arm in ARMS:
                     line[f"{arm}, {name}"] = f"{cell[arm, m]:.2f}" if (arm, m) in cell else ""
                 if all((arm, m) in cell for arm in ARMS):
@@ -55,7 +54,7 @@ def precision_ab_section(results_dir: Path) -> list[str]:
         for m, d in diffs.items():
             if d:
                 spread = f", per-seed spread {pd.Series(d).std():.2f}" if len(d) > 1 else " (one seed: no spread)"
-                summary.append(f"{length}, {METRICS[m]}: bf16 - fp32 = {sum(d) / len(d):+.2f} over {len(d)} "
+                summary.append(f"{length}, {PROBE_METRICS[m]}: bf16 - fp32 = {sum(d) / len(d):+.2f} over {len(d)} "
                                f"seed{'s' if len(d) > 1 else ''}{spread}")
     parts.append(tabulate(lines, headers="keys", tablefmt="github", disable_numparse=True) + "\n")
     if summary:

@@ -26,7 +26,7 @@ from benchmarks.protocol.spec import CIFAR10_PROBE, SVHN_1000
 from benchmarks.report.curves import learning_curves_section, published_runs
 from benchmarks.report.gap import gap_section
 from benchmarks.report.precision_ab import precision_ab_section
-from benchmarks.studies.sensitivity_table import read_sensitivity, top_knobs
+from benchmarks.studies.sensitivity_table import draws_rule, read_sensitivity, top_knobs
 from dcgan_ref.runtime.errors import run_cli
 
 matplotlib.use("Agg")  # files only, no display
@@ -237,7 +237,8 @@ def _sensitivity(results_dir: Path, charts: Path) -> list[str]:
         title = f"{ex} [{preset}]"
         chart = sensitivity_chart(g, title, charts / f"sensitivity_{i}.png")
         top = "; ".join(f"{k} {d:+.2f} ({w})" for k, d, w in top_knobs(g))
-        parts += [f"**{title}**, largest effects: {top or 'none measured'}.\n", f"![{title}](report/{chart.name})\n"]
+        parts += [f"**{title}**, largest effects: {top or 'none measured'}. {draws_rule(g)}.\n",
+                  f"![{title}](report/{chart.name})\n"]
     return parts
 
 

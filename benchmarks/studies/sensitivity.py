@@ -30,7 +30,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import pandas as pd
 import torch
 
 from baselines import registry
@@ -40,12 +39,12 @@ from benchmarks.protocol import evaluation
 from benchmarks.protocol.context import RunContext, parse_run
 from benchmarks.protocol.data import ProtocolData, check_label_pool, label_pool, load_data
 from benchmarks.protocol.options import POSITIVE_INT, add_option, option
-from benchmarks.protocol.results import checked_results_dir
-from benchmarks.protocol.runner import build_context
+from benchmarks.protocol.results import checked_results_dir, draws_choice_note
+from benchmarks.protocol.runner import build_context, learned_from
 from benchmarks.protocol.spec import CIFAR10_PROBE
 from benchmarks.protocol.splits import class_balanced_split
 from benchmarks.studies.knobs import KNOBS, Outcome, Setting, Skipped, plan
-from benchmarks.studies.sensitivity_table import CSV_COLUMNS, read_sensitivity, render_markdown, rerender, write_rows
+from benchmarks.studies.sensitivity_table import SENSITIVITY, SensitivityRow, render_markdown, rerender
 from dcgan_ref.datasets.loading import load_split
 from dcgan_ref.runtime.errors import UserError, run_cli
 from dcgan_ref.runtime.progress import Progress
@@ -89,17 +88,19 @@ def evaluate(run: RunContext, data: ProtocolData, setting: Setting, raw: tuple[t
     full = evaluation.full_data_eval(clf(n_classes), train, y, test, y_test, val_rows, fit_rows, grid,
                                      cv_folds=setting.full_cv_folds, cv_seed=run.seed, test_every=test_every)
     scarce = None
+    draws_folds = run.spec.draws_cv_folds if setting.draws_cv_folds is None else setting.draws_cv_folds
     if draws:
         scarce = evaluation.label_draws_eval(clf(n_classes), train, y, test, y_test, data.val_rows, data.rest_idx,
-                                             run.per_class, run.draws, run.seed, grid,
-                                             cv_folds=run.spec.draws_cv_folds if setting.draws_cv_folds is None
-                                             else setting.draws_cv_folds,
+                                             run.per_class, run.draws, run.seed, grid, cv_folds=draws_folds,
                                              test_every=test_every)
     notes = []
     for ev, what in ((full, "all labels"), (scarce, "draws")):
         if ev is not None and len(grid) > 1 and ev.chosen in (min(grid), max(grid)):
             notes.append(f"{what}: C={ev.chosen:g} at the grid's edge")
-    return Outcome(setting, full, scarce, train.shape[1], time.perf_counter() - t0, "; ".join(notes))
+    # How the draws chose C, in the words every probe row uses (the tables read it back).
+    choice = draws_choice_note(draws_folds, "C", run.per_class * n_classes)
+    return Outcome(setting, full, scarce, train.shape[1], time.perf_counter() - t0, "; ".join(notes),
+                   extra={"draws_choice": choice} if choice else {})
 
 
 def encoding_outcome(run: RunContext, setting: Setting, name: str, log) -> tuple[Outcome, ProtocolData]:
@@ -125,8 +126,12 @@ def _std(values: list[float]) -> float:
     return math.sqrt(sum((v - m) ** 2 for v in values) / (len(values) - 1)) if len(values) > 1 else float("nan")
 
 
+def _joined(*notes: str | None) -> str:
+    return "; ".join(n for n in notes if n)
+
+
 def make_rows(outcomes: list[Outcome], skipped: list[Skipped], split_accs: list[float], per_class: int,
-              encoding: list[Outcome]) -> list[dict[str, Any]]:
+              encoding: list[Outcome]) -> list[SensitivityRow]:
     """Long rows: per setting, the all-labels and the draws' metric, with difference and band."""
     default = next(o for o in outcomes if o.setting.default)
     n_draws = len(default.draws.draws)
@@ -135,23 +140,25 @@ def make_rows(outcomes: list[Outcome], skipped: list[Skipped], split_accs: list[
     draws_metric = f"test_accuracy_{per_class}pc"
     limits = {"test_accuracy": 2 * band_full, draws_metric: 2 * math.sqrt(2) * band_draws}
 
-    def row(o_knob, o_name, is_default, metric, value, std, base, band, C, dim, seconds, notes):
+    def row(o_knob, o_name, is_default, metric, value, std, base, band, C, dim, seconds, notes, classifier="svm",
+            **extra) -> SensitivityRow:
         diff = None if is_default or base is None else value - base
         # Judged only against this row's own band: a row measured elsewhere (the encoding pair) has none.
-        beyond = None if diff is None or band is None else abs(diff) > limits[metric]
-        return {"knob": o_knob, "setting": o_name, "default": is_default, "metric": metric, "value": round(value, 3),
-                "std": None if std is None else round(std, 3), "diff": None if diff is None else round(diff, 3),
-                "band": None if band is None else round(band, 3), "beyond_noise": beyond, "C": C,
-                "feature_dim": dim, "seconds": round(seconds, 1), "notes": notes}
+        beyond = None if diff is None or band is None else bool(abs(diff) > limits[metric])
+        return SensitivityRow(knob=o_knob, setting=o_name, default=is_default, metric=metric, value=round(value, 3),
+                              std=None if std is None else round(std, 3), diff=None if diff is None else round(diff, 3),
+                              band=None if band is None else round(band, 3), beyond_noise=beyond, C=C,
+                              classifier=classifier, feature_dim=dim, wall_s=round(seconds, 1), notes=notes, **extra)
 
     rows = []
     base_full, base_draws = default.full.test_accuracy, default.draws.test_accuracy
     for o in outcomes:
         s = o.setting
         rows.append(row(s.knob, s.name, s.default, "test_accuracy", o.full.test_accuracy, None, base_full, band_full,
-                        o.full.chosen, o.feature_dim, o.seconds, o.notes))
+                        o.full.chosen, o.feature_dim, o.seconds, o.notes, s.classifier))
         rows.append(row(s.knob, s.name, s.default, draws_metric, o.draws.test_accuracy, o.draws.test_std, base_draws,
-                        band_draws, o.draws.chosen, o.feature_dim, o.seconds, o.notes))
+                        band_draws, o.draws.chosen, o.feature_dim, o.seconds,
+                        _joined(o.notes, o.extra.get("draws_choice")), s.classifier, n_draws=len(o.draws.draws)))
     # Choosing C on test: the optimism it would add, from the default's own fits. Not a protocol.
     for ev, metric, base, band in ((default.full, "test_accuracy", base_full, band_full),
                                    (default.draws, draws_metric, base_draws, band_draws)):
@@ -164,19 +171,18 @@ def make_rows(outcomes: list[Outcome], skipped: list[Skipped], split_accs: list[
         jpeg = encoding[0]
         for o in encoding:
             # The pair ran on its own data: its scale is that data's, never the probe's preset's.
-            scale = {"scale": o.extra["scale"]} if "scale" in o.extra else {}
-            rows.append(scale | row("encoding", o.setting.name, False, "test_accuracy", o.full.test_accuracy, None,
-                                    jpeg.full.test_accuracy if o is not jpeg else None, None, o.full.chosen,
-                                    o.feature_dim, o.seconds,
-                                    o.notes + ("; difference: against the JPEG side" if o is not jpeg else "")))
+            own = {"scale": o.extra["scale"]} if "scale" in o.extra else {}
+            rows.append(row("encoding", o.setting.name, False, "test_accuracy", o.full.test_accuracy, None,
+                            jpeg.full.test_accuracy if o is not jpeg else None, None, o.full.chosen,
+                            o.feature_dim, o.seconds,
+                            o.notes + ("; difference: against the JPEG side" if o is not jpeg else ""), **own))
             # The pair's own draw size (a slice may hold fewer labels per class): named so, never the probe's.
-            rows.append(scale | row("encoding", o.setting.name, False, f"test_accuracy_{o.extra['per_class']}pc",
-                                    o.draws.test_accuracy, o.draws.test_std,
-                                    jpeg.draws.test_accuracy if o is not jpeg else None, None, o.draws.chosen,
-                                    o.feature_dim, o.seconds, o.notes))
-    for s in skipped:
-        rows.append({"knob": s.knob, "setting": s.name, "default": False, "metric": "",
-                     "notes": f"not run: {s.reason}"})
+            rows.append(row("encoding", o.setting.name, False, f"test_accuracy_{o.extra['per_class']}pc",
+                            o.draws.test_accuracy, o.draws.test_std,
+                            jpeg.draws.test_accuracy if o is not jpeg else None, None, o.draws.chosen,
+                            o.feature_dim, o.seconds, _joined(o.notes, o.extra.get("draws_choice")),
+                            n_draws=len(o.draws.draws), **own))
+    rows += [SensitivityRow(knob=s.knob, setting=s.name, notes=f"not run: {s.reason}") for s in skipped]
     return rows
 
 
@@ -291,42 +297,43 @@ def _split_noise(run: RunContext, data: ProtocolData, default_out: Outcome, defa
     return split_accs
 
 
-def _with_provenance(rows: list[dict[str, Any]], run: RunContext, data: ProtocolData, extractor,
-                     run_id: str) -> list[dict[str, Any]]:
+def _with_provenance(rows: list[SensitivityRow], run: RunContext, data: ProtocolData, extractor,
+                     run_id: str) -> list[SensitivityRow]:
     prov = provenance(run.device)
     scale = ("paper: all 50,000 train / 10,000 test images" if run.preset.train_images is None
              else f"{run.preset.name}: {len(data.train):,} train / {len(data.test):,} test images")
-    common = {"extractor": extractor.label, "preset": run.preset.name, "scale": scale,
-              "dataset": data.train.description, "device": prov["device"], "torch": prov["torch"],
-              "commit": prov["commit"], "dirty": prov["dirty"], "date": dt.date.today().isoformat(),
-              "seed": run.seed, "data_sha256": data.train.sha256, "mlflow_run_id": run_id}
-    return [common | r for r in rows]  # a row's own scale (the encoding pair's) wins
+    common = {"extractor": extractor.label, "preset": run.preset.name, "dataset": data.train.description,
+              "gan_data": learned_from(extractor, data), "device": prov["device"],
+              "torch": prov["torch"], "commit": prov["commit"], "dirty": prov["dirty"],
+              "date": dt.date.today().isoformat(), "seed": run.seed, "data_sha256": data.train.sha256,
+              "mlflow_run_id": run_id}
+    # A row's own scale (the encoding pair's) wins.
+    return [dataclasses.replace(r, **common, scale=r.scale or scale) for r in rows]
 
 
-def _write(rows: list[dict[str, Any]], run: RunContext, results_dir: Path, log) -> None:
-    frame = pd.DataFrame(rows, columns=CSV_COLUMNS)
-    print(render_markdown(frame))
+def _write(rows: list[SensitivityRow], run: RunContext, results_dir: Path, log) -> None:
+    print(render_markdown(SENSITIVITY.merge(SENSITIVITY.frame([]), rows)))
     if not run.write_results:
         log("(--no-results or preset smoke: results/ left untouched)")
         return
     try:
-        csv_path, md_path = write_rows(rows, results_dir)
+        csv_path, md_path = SENSITIVITY.write(rows, results_dir)
     except (OSError, UserError) as e:  # the rows are hours of work: keep them first
         kept = run.out / "sensitivity" / f"unwritten-rows-{dt.datetime.now():%Y%m%d-%H%M%S}.csv"
         kept.parent.mkdir(parents=True, exist_ok=True)
-        frame.to_csv(kept, index=False)
+        SENSITIVITY.frame(rows).to_csv(kept, index=False)
         raise UserError(f"results could not be written ({e}); the rows are saved in {kept}") from None
     log(f"wrote {csv_path} and {md_path}")
 
 
-def main(argv: list[str] | None = None, log=print) -> list[dict[str, Any]]:
+def main(argv: list[str] | None = None, log=print) -> list[SensitivityRow]:
     args, run, knobs, pair = _parse(argv, log)
     if args.rerender:
         log(f"rendered {rerender()}")
         return []
     name = next(n for n, _ in run.rows)
     check_tracking_store()
-    results_dir = checked_results_dir(run, "sensitivity", read_sensitivity)
+    results_dir = checked_results_dir(run, "sensitivity", SENSITIVITY.read)
     bn_images = load_split(args.bn_data, "train", download=False).images if args.bn_data else None
     t_start = time.perf_counter()
     data = load_data(run, log)

@@ -1,30 +1,35 @@
-"""The sensitivity table's rows on disk: ``results/sensitivity.{csv,md}``, read from any commit,
-merged row by row (a run replaces only what it measured again), rendered, and its largest
-effects (what the report quotes)."""
+"""The sensitivity table's rows on disk: ``results/sensitivity.{csv,md}``, one
+:class:`SensitivityRow` per line through the one results store (:mod:`benchmarks.protocol.store`),
+read from any commit, merged row by row (a run replaces only what it measured again), rendered,
+and its largest effects (what the report quotes)."""
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
 from tabulate import tabulate
 
-from benchmarks.protocol.results import RESULTS_DIR
-from benchmarks.protocol.results_io import extra_columns, locked, read_table, write_atomic
-from benchmarks.protocol.row import published_text
-
-CSV_COLUMNS = ["extractor", "preset", "scale", "knob", "setting", "default", "metric", "value", "std", "diff",
-               "band", "beyond_noise", "C", "feature_dim", "seconds", "notes", "dataset", "device", "torch",
-               "commit", "dirty", "date", "seed", "data_sha256", "mlflow_run_id"]
+from benchmarks.protocol.results import RESULTS_DIR, chose_within_draws
+from benchmarks.protocol.row import ResultRow
+from benchmarks.protocol.store import Table
 
 
-KEY = ["extractor", "preset", "data_sha256", "knob", "setting", "metric"]
-NUMERIC = ["value", "std", "diff", "band", "C", "feature_dim", "seconds", "seed"]
-
-
-def read_sensitivity(path: Path) -> pd.DataFrame:
-    """``sensitivity.csv`` from any commit (see :mod:`benchmarks.protocol.results_io`)."""
-    return read_table(path, CSV_COLUMNS, NUMERIC, required=["extractor", "knob", "setting"])
+@dataclass(kw_only=True)
+class SensitivityRow(ResultRow):
+    """A result row of the CIFAR-10 probe with one knob changed from its default (or a knob that
+    could not be measured: no metric, no value, the reason in ``notes``)."""
+    protocol: str = "cifar10_probe"
+    metric: str = ""
+    value: float | None = None
+    scale: str = ""               # how many images it ran on (the preset's, or the encoding pair's own data)
+    knob: str = ""
+    setting: str = ""
+    default: bool = False
+    diff: float | None = None     # the setting minus the default, in points
+    band: float | None = None     # the default's noise (see render_markdown)
+    beyond_noise: bool | None = None
 
 
 def top_knobs(df: pd.DataFrame, n: int = 3) -> list[tuple[str, float, str]]:
@@ -35,6 +40,18 @@ def top_knobs(df: pd.DataFrame, n: int = 3) -> list[tuple[str, float, str]]:
     ok = ok.assign(size=ok["diff"].astype(float).abs())
     best = ok.sort_values("size", ascending=False).drop_duplicates("knob").head(n)
     return [(r.knob, float(r["diff"]), f"{r.setting} ({r.metric})") for _, r in best.iterrows()]
+
+
+def draws_rule(g: pd.DataFrame) -> str:
+    """How one table's default label draws chose C (its draws row's notes say so, as every probe
+    row's do), and so what its ``C choice`` rows measure."""
+    default = g[g["default"].map(_true) & g["metric"].astype(str).str.fullmatch(r"test_accuracy_\d+pc")]
+    if len(default) and chose_within_draws(default["notes"].iloc[0]):
+        return ("Its default's label draws choose C by cross-validation within each draw (label-honest); "
+                "`C choice` measures the validation-split choice")
+    return ("Its default's label draws chose C on the validation split (the default before commit 3abe23f, more "
+            "labels than a draw holds); its `C choice` row with cross-validation within each draw is today's "
+            "label-honest default, so that row's draws `diff` is today's rule minus the old one")
 
 
 def _true(v: Any) -> bool:  # a bool, or its text after a CSV round trip
@@ -64,7 +81,7 @@ def render_markdown(df: pd.DataFrame) -> str:
             f"{', '.join(k for k in dict.fromkeys(r['knob']) if k != 'default') or 'default'})"
             for run, r in g.groupby("mlflow_run_id", sort=False, dropna=False))
         parts.append(f"Scale: {first['scale']}. Device {first['device']}, seed {first['seed']}, data sha256 "
-                     f"{str(sha)[:12]}. MLflow runs: {runs}.\n")
+                     f"{str(sha)[:12]}. MLflow runs: {runs}. {draws_rule(g)}.\n")
         table = [{"knob": r["knob"], "setting": r["setting"] + (" (default)" if _true(r["default"]) else ""),
                   "metric": "" if pd.isna(r["metric"]) else r["metric"],
                   "accuracy": _num(r["value"]) + ("" if pd.isna(r["std"]) else f" ± {float(r['std']):.2f}"),
@@ -80,30 +97,31 @@ def render_markdown(df: pd.DataFrame) -> str:
     return "\n".join(parts)
 
 
-def write_rows(rows: list[dict[str, Any]], results_dir: Path) -> tuple[Path, Path]:
-    results_dir.mkdir(parents=True, exist_ok=True)
-    csv_path, md_path = results_dir / "sensitivity.csv", results_dir / "sensitivity.md"
-    new = pd.DataFrame(rows, columns=CSV_COLUMNS)
-    with locked(results_dir / ".sensitivity.lock", 120.0):
-        old = read_sensitivity(csv_path)
-        if len(old):
-            keys = set(map(tuple, new[KEY].astype(str).values))
-            # Row by row: a run with other --knobs adds to the table (the default is the same
-            # deterministic computation in every run, so the differences stay comparable).
-            old = old[[tuple(k) not in keys for k in old[KEY].astype(str).values]]
-        columns = CSV_COLUMNS + extra_columns(old, CSV_COLUMNS)  # a newer version's columns stay
-        merged = pd.concat([f for f in (old, new) if len(f)], ignore_index=True).reindex(columns=columns)
-        merged["notes"] = merged["notes"].map(published_text)  # no machine's paths in a published row
-        write_atomic(csv_path, merged.to_csv(index=False))
-        write_atomic(md_path, render_markdown(merged))
-    return csv_path, md_path
+KEY = ("extractor", "preset", "data_sha256", "knob", "setting", "metric")
+
+
+def _upgrade(df: pd.DataFrame) -> pd.DataFrame:
+    """Files written before the table joined the results store named the evaluation's time ``seconds``."""
+    if "seconds" in df:
+        df["wall_s"] = df["wall_s"].where(df["wall_s"].notna(), pd.to_numeric(df["seconds"], errors="coerce"))
+        df = df.drop(columns="seconds")
+    return df
+
+
+SENSITIVITY = Table("sensitivity", SensitivityRow, KEY, render_markdown, required=("extractor", "knob", "setting"),
+                    upgrade=_upgrade)
+CSV_COLUMNS = SENSITIVITY.columns
+
+
+def read_sensitivity(path: Path) -> pd.DataFrame:
+    """``sensitivity.csv`` from any commit (see :mod:`benchmarks.protocol.results_io`)."""
+    return SENSITIVITY.read(path)
+
+
+def write_rows(rows: list[SensitivityRow], results_dir: Path) -> tuple[Path, Path]:
+    return SENSITIVITY.write(rows, results_dir)
 
 
 def rerender(results_dir: Path = RESULTS_DIR) -> Path:
     """Re-render sensitivity.md (and the CSV in today's form) from its rows, their values untouched."""
-    csv_path, md_path = results_dir / "sensitivity.csv", results_dir / "sensitivity.md"
-    table = read_sensitivity(csv_path)
-    table["notes"] = table["notes"].map(published_text)
-    write_atomic(csv_path, table.to_csv(index=False))
-    write_atomic(md_path, render_markdown(table))
-    return md_path
+    return SENSITIVITY.rerender(results_dir)
