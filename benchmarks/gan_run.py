@@ -60,7 +60,7 @@ from dcgan_ref.extractor import DCGANExtractor
 from dcgan_ref.models import ARCHITECTURES
 from dcgan_ref.runtime import checkpoint
 from dcgan_ref.runtime.errors import UserError, run_cli
-from dcgan_ref.runtime.hardware import cpu_name, native_bf16, training_bf16
+from dcgan_ref.runtime.hardware import cpu_name, training_bf16
 from dcgan_ref.runtime.tracking import check_tracking_store, git_state, tracked_run
 from dcgan_ref.train import TrainConfig, train
 
@@ -92,8 +92,8 @@ class StartOptions:
     bn_images: int = option(10_000, "GAN images whose batchnorm statistics the validation scores use",
                             type=POSITIVE_INT)
     batch_size: int = option(128, "", type=POSITIVE_INT)
-    precision: str = option("auto", "auto: bf16 autocast where the CPU runs bf16 natively (AMX, AVX512-BF16), "
-                                    "else fp32", choices=["auto", "bf16", "fp32"])
+    precision: str = option("auto", "auto: fp32, or a resumed run's own precision (bf16 autocast lost accuracy "
+                                    "in its A/B: REPORT.md, results/precision_ab)", choices=["auto", "bf16", "fp32"])
     ckpt_minutes: float = option(10.0, "a checkpoint at least this often (minutes of training)", type=POSITIVE_FLOAT)
     log_every: int = option(20, "steps between progress lines", type=POSITIVE_INT)
     threads: int | None = option(None, "torch threads (default: every core)", type=POSITIVE_INT)
@@ -115,9 +115,11 @@ def _probe_context(args: argparse.Namespace) -> tuple[RunContext, ProtocolData]:
     return run, load_data(run)
 
 
-def _precision(args: argparse.Namespace) -> bool:
-    cpu = torch.device("cpu")
-    return training_bf16(args.precision, cpu, default=native_bf16(cpu))  # auto: bf16 where native
+def _precision(args: argparse.Namespace, files: RunFiles) -> bool:
+    """bf16 autocast or not. ``auto`` is fp32, except that a run resumed from its checkpoint keeps the
+    precision it was trained in (the resume refuses a changed config)."""
+    resumed = files.checkpoint.exists() and files.read_status().get("precision") == "bf16 autocast"
+    return training_bf16(args.precision, torch.device("cpu"), default=resumed)
 
 
 def start(args: argparse.Namespace) -> None:
@@ -162,7 +164,7 @@ def _detach(args: argparse.Namespace, root: Path) -> None:
 
 
 def _train(args: argparse.Namespace, files: RunFiles) -> None:
-    bf16 = _precision(args)
+    bf16 = _precision(args, files)
     if args.threads:
         torch.set_num_threads(args.threads)
     check_tracking_store()

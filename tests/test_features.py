@@ -74,10 +74,11 @@ def test_batch_mode_leaves_the_running_statistics_untouched():
 
 
 def test_the_paper_preset_extracts_in_fp32(tmp_path):
-    """The paper preset trains in bf16; its extractor must still extract in float32."""
+    """A D trained in bf16 autocast must still extract in float32."""
     x, _ = _class_sorted(8)
+    bf16 = PRESETS["paper"].with_gan(bf16=True).extractors
     ctx = registry.BuildContext(device=torch.device("cpu"), seed=0, image_size=32, n_fit_images=len(x),
-                                out_dir=tmp_path, arch="svhn32", configs=PRESETS["paper"].extractors)
+                                out_dir=tmp_path, arch="svhn32", configs=bf16)
     extractor = registry.build("random-d", ctx)
     extractor.fit(x)
     fp32 = pooled_features(extractor.d, x)

@@ -161,3 +161,24 @@ def test_one_trainer_per_run_folder(tmp_path):
             with gan_run.exclusive(tmp_path):
                 pass
     assert not gan_run.locked(tmp_path)
+
+
+def test_auto_precision_is_fp32_but_a_resumed_bf16_run_keeps_its_own(tmp_path, monkeypatch):
+    """bf16 autocast lost accuracy in its A/B, so a new run trains in fp32; a run trained in bf16
+    resumes in bf16 (its checkpoint refuses a changed config), and bf16 is refused where emulated."""
+    from dcgan_ref.runtime import hardware
+
+    monkeypatch.setattr(hardware, "native_bf16", lambda device: True)
+    files = gan_run.RunFiles(tmp_path)
+    auto = gan_run.build_parser().parse_args(["start", "--gan-data", "train", "--data", "x"])
+    assert auto.precision == "auto" and gan_run._precision(auto, files) is False
+    files.write_status({"precision": "bf16 autocast"})
+    assert gan_run._precision(auto, files) is False  # a status without a checkpoint resumes nothing
+    files.checkpoint.write_bytes(b"")
+    assert gan_run._precision(auto, files) is True
+    auto.precision = "fp32"
+    assert gan_run._precision(auto, files) is False
+    monkeypatch.setattr(hardware, "native_bf16", lambda device: False)
+    auto.precision = "bf16"
+    with pytest.raises(UserError, match="no native bf16"):
+        gan_run._precision(auto, files)

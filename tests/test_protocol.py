@@ -127,6 +127,7 @@ def test_precision_is_the_presets_unless_forced_and_bf16_is_refused_where_it_is_
     base = ["--data", str(tiny_folder), "--device", "cpu", "--no-download"]
     monkeypatch.setattr(hardware, "native_bf16", lambda device: True)
     assert parse_run(CIFAR10_PROBE, [*base, "--preset", "quick"]).preset.gan.recipe.bf16 is False  # quick: fp32
+    assert parse_run(CIFAR10_PROBE, [*base, "--preset", "paper"]).preset.gan.recipe.bf16 is False  # paper: fp32 too
     assert parse_run(CIFAR10_PROBE, [*base, "--preset", "quick", "--precision", "bf16"]).preset.gan.recipe.bf16 is True
     assert parse_run(CIFAR10_PROBE, [*base, "--preset", "paper", "--precision", "fp32"]).preset.gan.recipe.bf16 is False
     monkeypatch.setattr(hardware, "native_bf16", lambda device: False)

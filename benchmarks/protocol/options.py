@@ -76,8 +76,8 @@ class ExtractorOptions:
                                            "<run>/gan/last.pt")
     bn_mode: str = option("population", "", choices=["population", "batch"])
     gan_epochs: float | None = option(None, "override the preset's GAN training length", type=POSITIVE_FLOAT)
-    precision: str = option("preset", "the GAN's training precision: the preset's (paper: bf16 autocast where the "
-                                    "device runs bf16 natively, else fp32), or forced (an A/B of the two)",
+    precision: str = option("preset", "the GAN's training precision: the preset's (fp32: bf16 autocast lost "
+                                    "accuracy in its A/B, REPORT.md), or forced (bf16: only where native)",
                           choices=["preset", "bf16", "fp32"])
     eval_epochs: tuple[float, ...] | None = option(
         None, "comma list of GAN lengths (epochs) scored on validation, the best kept; the final length always is "

@@ -279,8 +279,8 @@ def _cpu_step(results_dir: Path) -> list[str]:
     return ["How close the GAN training step (D and G, forwards and backwards; FLOPs counted by "
             "`torch.utils.flop_counter`) comes to each CPU's own n x n GEMM rate of the same dtype, measured in "
             "the same process, setting by setting (`python -m benchmarks.throughput.cpu_step`; `±`: spread over "
-            "timed rounds). `gan_run` trains with bf16 autocast where the CPU has native bf16, else fp32, and "
-            "channels_last; not with torch.compile.\n",
+            "timed rounds). `gan_run` trains in fp32 (bf16 autocast only when asked: it lost accuracy in the A/B "
+            "below) and channels_last; not with torch.compile.\n",
             tabulate(lines, headers="keys", tablefmt="github", disable_numparse=True) + "\n"]
 
 
