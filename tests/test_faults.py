@@ -15,6 +15,7 @@ import torch
 
 from benchmarks import cifar10_probe, svhn_1000
 from benchmarks.protocol import runner as protocol
+from benchmarks.protocol.store import Table
 from dcgan_ref.runtime import checkpoint, hardware
 from dcgan_ref.runtime.errors import UserError, run_cli
 from dcgan_ref.train import TrainConfig, train
@@ -66,7 +67,7 @@ def test_a_failed_table_write_keeps_the_rows_and_marks_the_runs_failed(tiny_fold
     from benchmarks.protocol.presets import PRESETS
 
     monkeypatch.setitem(PRESETS, "smoke", dataclasses.replace(PRESETS["smoke"], writes_results=True))
-    monkeypatch.setattr(protocol, "write_results", lambda *a, **k: (_ for _ in ()).throw(OSError("disk full")))
+    monkeypatch.setattr(Table, "write", lambda *a, **k: (_ for _ in ()).throw(OSError("disk full")))
     code, err = _exit(cifar10_probe.main, _smoke(tiny_folder, tmp_path, "--extractor", "pixels", "--results-dir",
                                                  str(tmp_path / "results")), capsys)
     assert code == 2 and "disk full" in err and "unwritten-rows-" in err

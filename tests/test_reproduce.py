@@ -131,7 +131,7 @@ def test_the_training_estimate_comes_from_this_cpus_rows_else_the_flop_count(tmp
 def test_a_row_estimate_comes_from_an_earlier_row_of_the_extractor_scaled_by_its_training_images(monkeypatch):
     import torch
 
-    from benchmarks.protocol.results import COLUMNS
+    from benchmarks.protocol.row import COLUMNS
     from dcgan_ref.runtime.tracking import device_name
 
     cpu = torch.device("cpu")

@@ -4,8 +4,8 @@ import dataclasses
 import pandas as pd
 import pytest
 
-from benchmarks.protocol.results import COLUMNS, write_results
-from benchmarks.protocol.row import ResultRow
+from benchmarks.protocol.results import write_results
+from benchmarks.protocol.row import COLUMNS, ResultRow
 
 
 def _row(extractor, value, preset="quick", metric="test_accuracy", seed=0):

@@ -13,9 +13,10 @@ import pytest
 
 from benchmarks import cifar10_probe
 from benchmarks.protocol import runner as protocol
-from benchmarks.protocol.results import COLUMNS, read_results, rerender, write_results
+from benchmarks.protocol.results import read_results, rerender, write_results
 from benchmarks.protocol.results_io import ResultsFileError
-from benchmarks.protocol.row import ResultRow
+from benchmarks.protocol.row import COLUMNS, ResultRow
+from benchmarks.protocol.store import Table
 from benchmarks.report import render as report
 from benchmarks.studies.sensitivity_table import CSV_COLUMNS, SensitivityRow, read_sensitivity, write_rows
 from dcgan_ref.runtime.errors import run_cli
@@ -152,13 +153,14 @@ def test_a_file_broken_while_the_run_works_costs_no_row(tiny_folder, tmp_path, c
     saved first, then the problem is named."""
     results = tmp_path / "results"
     write_results("cifar10_probe", [_row("kmeans", 71.0)], results)
-    real_write = protocol.write_results
+    real_write = Table.write
 
-    def edited_meanwhile(name, rows, out):
+    def edited_meanwhile(store, rows, out, *args):
+        monkeypatch.setattr(Table, "write", real_write)  # _with_cell writes through it too
         _with_cell(results, "std", "about 1")
-        return real_write(name, rows, out)
+        return real_write(store, rows, out, *args)
 
-    monkeypatch.setattr(protocol, "write_results", edited_meanwhile)
+    monkeypatch.setattr(Table, "write", edited_meanwhile)
     argv = ["--preset", "smoke", "--data", str(tiny_folder), "--out", str(tmp_path / "runs"), "--extractor", "pixels",
             "--results-dir", str(results)]
     code, err = _exit(cifar10_probe.main, argv, capsys)

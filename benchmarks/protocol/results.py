@@ -12,14 +12,14 @@ import math
 import os
 import re
 from pathlib import Path
-from typing import Any, Callable, Iterable
+from typing import Any, Callable
 
 import pandas as pd
 from tabulate import tabulate
 
 from benchmarks.protocol.context import RunContext
 from benchmarks.protocol.paper import compare, paper_rows
-from benchmarks.protocol.row import COLUMNS, ResultRow
+from benchmarks.protocol.row import ResultRow
 from benchmarks.protocol.store import Table
 from dcgan_ref.runtime.errors import UserError
 from dcgan_ref.runtime.tracking import unwritable
@@ -38,19 +38,6 @@ def table(protocol: str) -> Table:
 def read_results(path: str | os.PathLike) -> pd.DataFrame:
     """A protocol's results CSV from any commit of this project (see :mod:`benchmarks.protocol.results_io`)."""
     return table(Path(path).stem).read(path)
-
-
-def results_frame(rows: Iterable[ResultRow]) -> pd.DataFrame:
-    return pd.DataFrame([r.as_dict() for r in rows], columns=COLUMNS)
-
-
-def empty_frame() -> pd.DataFrame:
-    return results_frame([])
-
-
-def merge_rows(existing: pd.DataFrame, rows: Iterable[ResultRow], protocol: str) -> pd.DataFrame:
-    """Existing rows minus those the new rows replace, plus the new rows and fresh paper rows."""
-    return table(protocol).merge(existing, rows)
 
 
 def format_value(value: Any, std: Any = None) -> str:
@@ -189,20 +176,35 @@ def checked_results_dir(run: RunContext, table: str | None = None,
     return results_dir
 
 
-def save_unwritten(run: RunContext, rows: list[ResultRow]) -> str:
+def publish(run: RunContext, store: Table, rows: list[ResultRow], results_dir: Path, log=print) -> None:
+    """What every study does with its rows: print their table, then merge them into ``results_dir``'s
+    (unless the run writes none). A failed write keeps the rows first (hours of work), then names
+    the problem."""
+    print(store.render(store.merge(store.frame([]), rows)))
+    if not run.write_results:
+        log(f"(preset {run.preset.name} or --no-results: results/ left untouched)")
+        return
+    try:
+        csv_path, md_path = store.write(rows, results_dir)
+    except (OSError, UserError) as e:
+        raise UserError(f"results could not be written ({e}); " + _save_unwritten(run, store, rows)) from None
+    log(f"wrote {csv_path} and {md_path}")
+
+
+def _save_unwritten(run: RunContext, store: Table, rows: list[ResultRow]) -> str:
     """Keep the rows of a run whose table could not be written, and mark its MLflow runs FAILED."""
     import mlflow
 
-    path = run.out / run.spec.name / f"unwritten-rows-{dt.datetime.now():%Y%m%d-%H%M%S}.csv"
+    path = run.out / store.name / f"unwritten-rows-{dt.datetime.now():%Y%m%d-%H%M%S}.csv"
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        results_frame(rows).to_csv(path, index=False)
+        store.frame(rows).to_csv(path, index=False)
         saved = f"the rows are saved in {path}"
     except OSError:
         saved = "the rows are only in the MLflow runs"
     client = mlflow.MlflowClient()
     for run_id in {r.mlflow_run_id for r in rows if r.mlflow_run_id}:
-        client.log_text(run_id, results_frame([r for r in rows if r.mlflow_run_id == run_id]).to_csv(index=False),
+        client.log_text(run_id, store.frame([r for r in rows if r.mlflow_run_id == run_id]).to_csv(index=False),
                         "unwritten_rows.csv")
         client.set_terminated(run_id, status="FAILED")
     return saved + " and as unwritten_rows.csv in each MLflow run (marked FAILED)"

@@ -33,12 +33,9 @@ from benchmarks.protocol.options import RunOptions
 from benchmarks.protocol.results import (
     checked_results_dir,
     draws_choice_note,
-    empty_frame,
     format_value,
-    merge_rows,
-    render_markdown,
-    save_unwritten,
-    write_results,
+    publish,
+    table,
 )
 from benchmarks.protocol.row import ResultRow
 from benchmarks.protocol.spec import CIFAR10_PROBE, SVHN_1000, ProtocolSpec
@@ -335,15 +332,7 @@ def run_protocol(spec: ProtocolSpec, options: RunOptions | list[str] | None = No
     for control in run.controls:
         rows += CONTROLS[control](run, data, _base_config(run, data), log)
     log(f"{spec.name} done in {time.perf_counter() - t0:.1f} s\n")
-    print(render_markdown(merge_rows(empty_frame(), rows, spec.name), spec.name))
-    if run.write_results:
-        try:
-            csv_path, md_path = write_results(spec.name, rows, results_dir)
-        except (OSError, UserError) as e:
-            raise UserError(f"results could not be written ({e}); " + save_unwritten(run, rows)) from None
-        log(f"wrote {csv_path} and {md_path}")
-        for record in records:
-            log(f"wrote {write_record(results_dir / 'gan_runs' / record[0], *record[1:])}")
-    else:
-        log(f"(preset {run.preset.name} or --no-results: results/ left untouched)")
+    publish(run, table(spec.name), rows, results_dir, log)
+    for record in records if run.write_results else ():
+        log(f"wrote {write_record(results_dir / 'gan_runs' / record[0], *record[1:])}")
     return rows

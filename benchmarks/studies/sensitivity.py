@@ -27,7 +27,6 @@ import datetime as dt
 import math
 import time
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import torch
@@ -39,12 +38,12 @@ from benchmarks.protocol import evaluation
 from benchmarks.protocol.context import RunContext, parse_run
 from benchmarks.protocol.data import ProtocolData, check_label_pool, label_pool, load_data
 from benchmarks.protocol.options import POSITIVE_INT, add_option, option
-from benchmarks.protocol.results import checked_results_dir, draws_choice_note
+from benchmarks.protocol.results import checked_results_dir, draws_choice_note, publish
 from benchmarks.protocol.runner import build_context, learned_from
 from benchmarks.protocol.spec import CIFAR10_PROBE
 from benchmarks.protocol.splits import class_balanced_split
 from benchmarks.studies.knobs import KNOBS, Outcome, Setting, Skipped, plan
-from benchmarks.studies.sensitivity_table import SENSITIVITY, SensitivityRow, render_markdown, rerender
+from benchmarks.studies.sensitivity_table import SENSITIVITY, SensitivityRow, rerender
 from dcgan_ref.datasets.loading import load_split
 from dcgan_ref.runtime.errors import UserError, run_cli
 from dcgan_ref.runtime.progress import Progress
@@ -311,21 +310,6 @@ def _with_provenance(rows: list[SensitivityRow], run: RunContext, data: Protocol
     return [dataclasses.replace(r, **common, scale=r.scale or scale) for r in rows]
 
 
-def _write(rows: list[SensitivityRow], run: RunContext, results_dir: Path, log) -> None:
-    print(render_markdown(SENSITIVITY.merge(SENSITIVITY.frame([]), rows)))
-    if not run.write_results:
-        log("(--no-results or preset smoke: results/ left untouched)")
-        return
-    try:
-        csv_path, md_path = SENSITIVITY.write(rows, results_dir)
-    except (OSError, UserError) as e:  # the rows are hours of work: keep them first
-        kept = run.out / "sensitivity" / f"unwritten-rows-{dt.datetime.now():%Y%m%d-%H%M%S}.csv"
-        kept.parent.mkdir(parents=True, exist_ok=True)
-        SENSITIVITY.frame(rows).to_csv(kept, index=False)
-        raise UserError(f"results could not be written ({e}); the rows are saved in {kept}") from None
-    log(f"wrote {csv_path} and {md_path}")
-
-
 def main(argv: list[str] | None = None, log=print) -> list[SensitivityRow]:
     args, run, knobs, pair = _parse(argv, log)
     if args.rerender:
@@ -365,7 +349,7 @@ def main(argv: list[str] | None = None, log=print) -> list[SensitivityRow]:
         rows = make_rows(outcomes, skipped, split_accs, run.per_class, encoding)
         rows = _with_provenance(rows, run, data, extractor, mlflow_run.info.run_id)
         log(f"sensitivity done in {time.perf_counter() - t_start:.0f} s")
-        _write(rows, run, results_dir, log)
+        publish(run, SENSITIVITY, rows, results_dir, log)
     return rows
 
 
