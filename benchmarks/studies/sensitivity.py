@@ -197,7 +197,7 @@ class SensitivityOptions:
     bn_data: str | None = option(None, "the D's own training images (data spec, train split): batchnorm "
                                        "statistics over the GAN's data")
     encoding_pair: str | None = option(None, "<lossless data>,<the same images from the JPEG copy>: the encoding "
-                                             "knob")
+                                             "knob (python -m benchmarks.studies.encoding_pair writes the latter)")
     rerender: bool = option(False, "only re-render results/sensitivity.md from its CSV (rows untouched), then exit")
 
 
