@@ -172,7 +172,7 @@ def test_sigterm_ends_the_run_failed_and_keeps_the_checkpoint(tiny_folder, tmp_p
         _, err = proc.communicate(timeout=60)
     finally:
         proc.kill()
-    assert proc.returncode == 128 + signal.SIGTERM and "stopped by signal SIGTERM" in err
+    assert proc.returncode == 128 + signal.SIGTERM and "stopped by signal SIGTERM" in err, err
     assert checkpoint.load(out / "last.pt")["step"] >= 2
     runs = mlflow.MlflowClient(f"sqlite:///{db}").search_runs(
         [mlflow.MlflowClient(f"sqlite:///{db}").get_experiment_by_name("dcgan_train").experiment_id])

@@ -256,3 +256,23 @@ def test_a_table_says_how_its_default_draws_chose_c_from_its_rows_notes():
     assert "label-honest); `C choice` measures the validation-split choice" in draws_rule(
         table(draws_choice_note(5, "C", 4_000)))
     assert "chose C on the validation split" in draws_rule(table(""))  # rows from before the label-honest default
+
+
+def test_a_rerun_of_a_knob_drops_its_renamed_settings_and_keeps_the_knobs_not_asked_for():
+    """A setting renamed between versions (the old name of today's default, say) must not linger
+    beside the rows that replaced it; knobs the run was not asked for keep their rows."""
+    from benchmarks.studies.sensitivity_table import SENSITIVITY, SensitivityRow
+
+    def row(extractor, knob, setting, value=60.0):
+        return SensitivityRow(extractor=extractor, preset="quick", data_sha256="abc", knob=knob, setting=setting,
+                              metric="test_accuracy", value=value)
+
+    old = SENSITIVITY.frame([row("d", "default", "the probe's pipeline"), row("d", "C choice", "an old name"),
+                             row("d", "pooling", "2x2 max"), row("other D", "C choice", "an old name")])
+    new = [row("d", "default", "the probe's pipeline", 61.0), row("d", "C choice", "a new name")]
+    merged = SENSITIVITY.merge(old, new, sensitivity.knobs_rerun(("C choice",)))
+    kept = set(zip(merged["extractor"], merged["knob"], merged["setting"], merged["value"]))
+    assert kept == {("d", "default", "the probe's pipeline", 61.0), ("d", "C choice", "a new name", 60.0),
+                    ("d", "pooling", "2x2 max", 60.0), ("other D", "C choice", "an old name", 60.0)}
+    # without the rule only the keys match: the renamed setting stays
+    assert "an old name" in set(SENSITIVITY.merge(old, new)[lambda df: df["extractor"] == "d"]["setting"])

@@ -20,7 +20,7 @@ from tabulate import tabulate
 from benchmarks.protocol.context import RunContext
 from benchmarks.protocol.paper import compare, paper_rows
 from benchmarks.protocol.row import ResultRow
-from benchmarks.protocol.store import Table
+from benchmarks.protocol.store import Replaces, Table
 from dcgan_ref.runtime.errors import UserError
 from dcgan_ref.runtime.tracking import unwritable
 
@@ -176,16 +176,17 @@ def checked_results_dir(run: RunContext, table: str | None = None,
     return results_dir
 
 
-def publish(run: RunContext, store: Table, rows: list[ResultRow], results_dir: Path, log=print) -> None:
+def publish(run: RunContext, store: Table, rows: list[ResultRow], results_dir: Path, log=print,
+            replaces: Replaces | None = None) -> None:
     """What every study does with its rows: print their table, then merge them into ``results_dir``'s
-    (unless the run writes none). A failed write keeps the rows first (hours of work), then names
-    the problem."""
+    (unless the run writes none; ``replaces``: see :meth:`Table.merge`). A failed write keeps the
+    rows first (hours of work), then names the problem."""
     print(store.render(store.merge(store.frame([]), rows)))
     if not run.write_results:
         log(f"(preset {run.preset.name} or --no-results: results/ left untouched)")
         return
     try:
-        csv_path, md_path = store.write(rows, results_dir)
+        csv_path, md_path = store.write(rows, results_dir, replaces=replaces)
     except (OSError, UserError) as e:
         raise UserError(f"results could not be written ({e}); " + _save_unwritten(run, store, rows)) from None
     log(f"wrote {csv_path} and {md_path}")

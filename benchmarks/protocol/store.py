@@ -21,6 +21,8 @@ from benchmarks.protocol.results_io import extra_columns, locked, read_table, wr
 from benchmarks.protocol.row import ResultRow, published_text
 
 TEXT_COLUMNS = ("extractor", "gan_data", "dataset", "notes")  # free text that may hold a path
+# Which existing rows a new run replaces beyond its rows' own keys: (existing, new) -> mask over existing.
+Replaces = Callable[[pd.DataFrame, pd.DataFrame], pd.Series]
 
 
 def _types(row_type: type[ResultRow]) -> dict[str, str]:
@@ -56,12 +58,16 @@ class Table:
     def frame(self, rows: Iterable[ResultRow]) -> pd.DataFrame:
         return pd.DataFrame([r.as_dict() for r in rows], columns=self.columns)
 
-    def merge(self, existing: pd.DataFrame, rows: Iterable[ResultRow]) -> pd.DataFrame:
-        """Existing rows minus those the new rows replace, after fresh fixed rows, then the new rows."""
+    def merge(self, existing: pd.DataFrame, rows: Iterable[ResultRow],
+              replaces: Replaces | None = None) -> pd.DataFrame:
+        """Existing rows minus those the new rows replace (same key, or picked by ``replaces``: a
+        mask over the existing rows, given them and the new ones), after fresh fixed rows, then the new rows."""
         new, existing = _published(self.frame(rows)), _published(existing)
         ours = existing[existing["source"] != "paper"] if len(existing) else existing
         if len(ours) and len(new):
             ours = ours[~self._keys(ours).isin(set(self._keys(new)))]
+            if replaces is not None:
+                ours = ours[~replaces(ours, new)]
         frames = [f for f in (self.frame(self.fixed_rows()), ours, new) if len(f)]
         # Columns a newer version wrote stay, blank in the rows this one adds.
         columns = self.columns + extra_columns(existing, self.columns)
@@ -74,14 +80,14 @@ class Table:
                 merged[col] = values.astype("Int64")
         return merged
 
-    def write(self, rows: Iterable[ResultRow], results_dir: str | Path,
-              lock_timeout_s: float = 120.0) -> tuple[Path, Path]:
-        """Merge ``rows`` into the CSV and re-render the ``.md``."""
+    def write(self, rows: Iterable[ResultRow], results_dir: str | Path, lock_timeout_s: float = 120.0,
+              replaces: Replaces | None = None) -> tuple[Path, Path]:
+        """Merge ``rows`` into the CSV (see :meth:`merge`) and re-render the ``.md``."""
         out = Path(results_dir)
         out.mkdir(parents=True, exist_ok=True)
         csv_path, md_path = out / f"{self.name}.csv", out / f"{self.name}.md"
         with locked(out / f".{self.name}.lock", lock_timeout_s):
-            merged = self.merge(self.read(csv_path), rows)
+            merged = self.merge(self.read(csv_path), rows, replaces)
             write_atomic(csv_path, merged.to_csv(index=False))
             write_atomic(md_path, self.render(merged))
         return csv_path, md_path

@@ -15,9 +15,9 @@ standard error of the draws' mean.  A difference counts as beyond noise when it 
 twice the band (for the draws' mean, twice the standard error of a difference of two means).
 
 Rows go to ``results/sensitivity.{csv,md}`` with their provenance (and MLflow, experiment
-``sensitivity``); a run replaces only the rows it measured again (same extractor, preset,
-data, knob, setting and metric), so the knobs of a long paper-scale table can be run in
-several invocations.
+``sensitivity``); a run replaces the rows of the knobs it was asked for (same extractor, preset
+and data; a setting since renamed goes with its knob) and of its default, and leaves the other
+knobs' rows, so the knobs of a long paper-scale table can be run in several invocations.
 """
 from __future__ import annotations
 
@@ -29,6 +29,7 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
+import pandas as pd
 import torch
 
 from baselines import registry
@@ -310,6 +311,18 @@ def _with_provenance(rows: list[SensitivityRow], run: RunContext, data: Protocol
     return [dataclasses.replace(r, **common, scale=r.scale or scale) for r in rows]
 
 
+def knobs_rerun(knobs: tuple[str, ...]):
+    """The earlier rows a run asked for ``knobs`` replaces: those knobs' and the default's, for the
+    same extractor, preset and data (every other row it writes replaces only its own key)."""
+    scope = ["extractor", "preset", "data_sha256"]
+
+    def replaces(existing: pd.DataFrame, new: pd.DataFrame) -> pd.Series:
+        same = existing[scope].astype(str).apply(tuple, axis=1).isin(set(new[scope].astype(str).apply(tuple, axis=1)))
+        return same & existing["knob"].isin({"default", *knobs})
+
+    return replaces
+
+
 def main(argv: list[str] | None = None, log=print) -> list[SensitivityRow]:
     args, run, knobs, pair = _parse(argv, log)
     if args.rerender:
@@ -349,7 +362,7 @@ def main(argv: list[str] | None = None, log=print) -> list[SensitivityRow]:
         rows = make_rows(outcomes, skipped, split_accs, run.per_class, encoding)
         rows = _with_provenance(rows, run, data, extractor, mlflow_run.info.run_id)
         log(f"sensitivity done in {time.perf_counter() - t_start:.0f} s")
-        publish(run, SENSITIVITY, rows, results_dir, log)
+        publish(run, SENSITIVITY, rows, results_dir, log, replaces=knobs_rerun(knobs))
     return rows
 
 
