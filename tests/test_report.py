@@ -119,6 +119,22 @@ def test_the_gap_section_chains_measured_rows_and_names_what_is_missing(tmp_path
     arch = next(line for line in text.splitlines() if "architecture imagenet32 -> svhn32" in line)
     assert "-2.60" in arch
 
+    # the JPEG step: a D's all-labels pair difference (not its smaller-draws one), and no K-means pair
+    from benchmarks.studies.knobs import NOT_D
+    from benchmarks.studies.sensitivity_table import SENSITIVITY, SensitivityRow
+
+    def pair(extractor, metric, diff):
+        return SensitivityRow(extractor=extractor, preset="quick", knob="encoding", setting="lossless originals",
+                              metric=metric, value=60.0, diff=diff, scale="4,000 train / 1,000 test images")
+
+    SENSITIVITY.write([pair("newmu-svhn (authors' release)", "test_accuracy", 1.5),
+                       pair("newmu-svhn (authors' release)", "test_accuracy_326pc", 1.33),
+                       pair("kmeans-1600", "test_accuracy", 0.9),
+                       SensitivityRow(extractor="kmeans-1600", preset="quick", knob="layers", setting="all",
+                                      notes=f"not run: {NOT_D}")], tmp_path)
+    steps = [line for line in "".join(gap_section(tmp_path)).splitlines() if "the JPEG copy instead" in line]
+    assert len(steps) == 1 and "newmu-svhn" in steps[0] and "-1.50" in steps[0]
+
 
 def test_the_cost_table_comes_from_the_rows(tmp_path):
     from benchmarks.protocol.results import write_results
