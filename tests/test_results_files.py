@@ -155,10 +155,10 @@ def test_a_file_broken_while_the_run_works_costs_no_row(tiny_folder, tmp_path, c
     write_results("cifar10_probe", [_row("kmeans", 71.0)], results)
     real_write = Table.write
 
-    def edited_meanwhile(store, rows, out, *args):
+    def edited_meanwhile(store, rows, out, *args, **kwargs):
         monkeypatch.setattr(Table, "write", real_write)  # _with_cell writes through it too
         _with_cell(results, "std", "about 1")
-        return real_write(store, rows, out, *args)
+        return real_write(store, rows, out, *args, **kwargs)
 
     monkeypatch.setattr(Table, "write", edited_meanwhile)
     argv = ["--preset", "smoke", "--data", str(tiny_folder), "--out", str(tmp_path / "runs"), "--extractor", "pixels",
