@@ -60,7 +60,7 @@ from dcgan_ref.extractor import DCGANExtractor
 from dcgan_ref.models import ARCHITECTURES
 from dcgan_ref.runtime import checkpoint
 from dcgan_ref.runtime.errors import UserError, run_cli
-from dcgan_ref.runtime.hardware import cpu_name, training_bf16
+from dcgan_ref.runtime.hardware import cpu_name, training_bf16, training_precision
 from dcgan_ref.runtime.tracking import check_tracking_store, git_state, tracked_run
 from dcgan_ref.train import TrainConfig, train
 
@@ -179,7 +179,7 @@ def _train(args: argparse.Namespace, files: RunFiles) -> None:
     eval_steps = frozenset(range(every, steps + 1, every)) | {steps}
     cfg = TrainConfig(arch=args.arch, steps=steps, batch_size=b, seed=args.seed, bf16=bf16, channels_last=True,
                       log_every=args.log_every, ckpt_every=every, sample_every=every)
-    precision = "bf16 autocast" if bf16 else "fp32"
+    precision = training_precision(bf16, torch.device("cpu"))
     x, y = data.train.images, data.train.labels
     validate = make_validator(run, data, x, y)
     bn_sample = images[torch.randperm(len(images), generator=torch.Generator().manual_seed(args.seed + 5))

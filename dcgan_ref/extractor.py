@@ -18,6 +18,7 @@ from torch.utils.flop_counter import FlopCounterMode
 from dcgan_ref.features import BN_MODES, layer_columns, pooled_features, set_population_bn_stats
 from dcgan_ref.models import Discriminator, build_gan, feature_dim
 from dcgan_ref.runtime import checkpoint
+from dcgan_ref.runtime.hardware import training_precision
 from dcgan_ref.train import TrainConfig, train
 
 
@@ -142,10 +143,10 @@ class DCGANExtractor:
         def epochs(steps: int) -> str:
             return f"{steps * cfg.batch_size / len(images):.3g}"
 
-        trained = (f"GAN ({cfg.arch}) trained {epochs(result.steps)} epochs on {len(images):,} images, "
-                   f"{'bf16 autocast' if cfg.bf16 else 'fp32'}")
+        precision = training_precision(cfg.bf16, self.device)
+        trained = f"GAN ({cfg.arch}) trained {epochs(result.steps)} epochs on {len(images):,} images, {precision}"
         self.training = {"arch": cfg.arch, "batch_size": cfg.batch_size, "steps": result.steps,
-                         "n_images": len(images), "bf16": cfg.bf16, "img_per_s": result.img_per_s,
+                         "n_images": len(images), "precision": precision, "img_per_s": result.img_per_s,
                          "scores": dict(sorted(scores.items())), "chosen_step": best.get("step"),
                          "out_dir": self.out_dir}
         if best:

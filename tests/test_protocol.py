@@ -6,6 +6,7 @@ import mlflow
 import numpy as np
 import pytest
 import scipy.io
+import torch
 
 from benchmarks import cifar10_probe, svhn_1000
 from benchmarks.protocol.presets import PRESETS
@@ -133,3 +134,15 @@ def test_precision_is_the_presets_unless_forced_and_bf16_is_refused_where_it_is_
     monkeypatch.setattr(hardware, "native_bf16", lambda device: False)
     with pytest.raises(UserError, match="no native bf16 kernels"):
         parse_run(CIFAR10_PROBE, [*base, "--preset", "quick", "--precision", "bf16"])
+
+
+def test_a_rows_precision_names_tf32_convolutions_on_cuda(monkeypatch):
+    """On CUDA, cuDNN runs float32 convolutions in TF32 by default: a row must not call that fp32."""
+    from dcgan_ref.runtime.hardware import training_precision
+
+    cpu, cuda = torch.device("cpu"), torch.device("cuda")
+    assert training_precision(True, cuda) == training_precision(True, cpu) == "bf16 autocast"
+    monkeypatch.setattr(torch.backends.cudnn, "allow_tf32", True)
+    assert training_precision(False, cpu) == "fp32" and training_precision(False, cuda) == "fp32 (TF32 convolutions)"
+    monkeypatch.setattr(torch.backends.cudnn, "allow_tf32", False)
+    assert training_precision(False, cuda) == "fp32"

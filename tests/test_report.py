@@ -67,8 +67,8 @@ def test_a_protocol_training_record_holds_its_scores_losses_and_chosen_samples(t
     with mlflow.start_run() as run:
         for step in (1, 2, 3):
             mlflow.log_metrics({"loss_D": 1.0 / step, "loss_G": float(step)}, step=step)
-        training = {"arch": "svhn32", "batch_size": 16, "steps": 8, "n_images": 64, "bf16": False, "img_per_s": 50.0,
-                    "scores": {4: 42.0, 8: 40.0}, "chosen_step": 4, "out_dir": out}
+        training = {"arch": "svhn32", "batch_size": 16, "steps": 8, "n_images": 64, "precision": "fp32",
+                    "img_per_s": 50.0, "scores": {4: 42.0, 8: 40.0}, "chosen_step": 4, "out_dir": out}
         name, curve, losses, samples, meta = training_record(
             training, name="cifar10_probe-svhn32-x", protocol="cifar10_probe", gan_data="CIFAR-10 train", scored_by="s",
             provenance={"commit": "0123456789abc", "device": "cpu: Some CPU"}, mlflow_run_id=run.info.run_id,

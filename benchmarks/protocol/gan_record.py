@@ -126,7 +126,7 @@ def training_record(training: dict[str, Any], *, name: str, protocol: str, gan_d
     import mlflow
 
     b, scores = training["batch_size"], training["scores"]
-    precision = "bf16 autocast" if training["bf16"] else "fp32"
+    precision = training["precision"]
     date = dt.date.today().isoformat()
     rate = round(training["img_per_s"], 1)
     curve = [{"images_seen": s * b, "step": s, "val_score": round(v, 4), "train_img_per_s": rate,

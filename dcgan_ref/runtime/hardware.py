@@ -83,6 +83,15 @@ def training_bf16(choice: str, device: torch.device, default: bool) -> bool:
     return {"bf16": True, "fp32": False}.get(choice, default)
 
 
+def training_precision(bf16: bool, device: torch.device) -> str:
+    """How a GAN training's products ran, as its rows name it. On CUDA, cuDNN runs float32
+    convolutions in TF32 unless told not to (torch's default): a precision no A/B here measured,
+    so the row says so instead of "fp32"."""
+    if bf16:
+        return "bf16 autocast"
+    return "fp32 (TF32 convolutions)" if device.type == "cuda" and torch.backends.cudnn.allow_tf32 else "fp32"
+
+
 @contextlib.contextmanager
 def ieee_fp32_matmul(device: torch.device) -> Iterator[None]:
     """Force full-precision float32 GEMMs on CUDA (no TF32) for the solve; restore after.
