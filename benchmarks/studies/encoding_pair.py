@@ -25,6 +25,7 @@ from PIL import Image
 
 from dcgan_ref.datasets.loading import ImageSet, load_split
 from dcgan_ref.runtime.errors import UserError, run_cli
+from dcgan_ref.runtime.progress import Progress
 
 SPLITS = ("train", "test")
 # Mean absolute difference (0-255 levels) above which two images are not the same image. The
@@ -71,7 +72,9 @@ def build(lossless_spec: str, jpeg_spec: str, out: Path, log=print) -> dict:
         jpeg = load_split(jpeg_spec, split, download=False)
         index, diff = matched(lossless, jpeg, f"{split} split")
         rank = torch.zeros(len(lossless.classes), dtype=torch.int64)
+        progress = Progress(f"{split}: writing", len(index), log=log)
         for label, image in zip(lossless.labels.tolist(), jpeg.images[index]):
+            progress.update()
             path = tmp / split / lossless.classes[label] / f"{int(rank[label]):05d}.png"  # its rank within class
             rank[label] += 1
             path.parent.mkdir(parents=True, exist_ok=True)
